@@ -1,0 +1,1 @@
+"""dhcpleasectl: control and inspect a running dhcpleased."""

@@ -107,3 +107,12 @@ ETH_ALEN: Final = 6
 # PACKET_AUXDATA tp_status bits carried in imsg_dhcp.csumflags
 TP_STATUS_CSUMNOTREADY: Final = 0x08
 TP_STATUS_CSUM_VALID: Final = 0x80
+# IFLA_OPERSTATE values (RFC 2863), carried as link_state in UPDATE_IF
+IF_OPER_UNKNOWN: Final = 0
+IF_OPER_NOTPRESENT: Final = 1
+IF_OPER_DOWN: Final = 2
+IF_OPER_LOWERLAYERDOWN: Final = 3
+IF_OPER_TESTING: Final = 4
+IF_OPER_DORMANT: Final = 5
+IF_OPER_UP: Final = 6
+RESOLVCONF_SUFFIX: Final = ".dhcpleased"  # resolvconf(8) record name: IFNAME.dhcpleased

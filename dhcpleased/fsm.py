@@ -1,0 +1,848 @@
+"""Pure RFC 2131 client state machine, one `Fsm` per interface (engine.c's core, minus I/O).
+
+Inputs are method calls that take the current monotonic time ``now``; outputs are lists of
+actions the engine carries out in order, plus `Fsm.deadline`, the absolute time at which
+the engine must call `Fsm.timeout`. Randomness (xids, the per-interface jitter) comes only
+from the `random.Random` handed in, so a seeded test replays a run exactly.
+
+The transitions are data: `TABLE` maps every (`State`, `Event`) cell to its handler and to
+the set of states it may enter; `Fsm` refuses (`InvalidTransition`) to enter any other, so
+Bound -> Init and Bound -> IPv6-only, which the original stops with fatal(), cannot happen.
+
+Timers follow engine.c v1.59: backoff 1, 2, 4 ... capped at 64 s (Init resends forever,
+Requesting gives up once the timer is 64 s, ~127 s), Rebooting gives up once it is 2 s
+(two tries, ~3 s); Renewing retries at half the time left to T2, Rebinding at half the time
+left of the lease. One random sub-second jitter, drawn when the `Fsm` is made, is added to
+every timer. The lease clock starts at the ``now`` of the ACK being processed.
+
+For the engine: call `Fsm.timeout` once `Fsm.deadline` has passed (an early call counts
+as the timer firing; with no deadline it does nothing). After every call the deadline is
+None or not before that call's ``now`` (an overdue one reads as ``now``: fire at once).
+`Log` messages come without the interface name ("state_transition Init -> Requesting,
+timo: 1"); the engine adds it. "adding/deleting A" and nameserver lines are the engine's
+to log when it carries out Configure/Deconfigure/ProposeRdns/WithdrawRdns.
+
+Deliberate deviations from the original, each because the original is wrong or unsafe:
+
+- RFC 8925: option 108 = 0 counts as absent, and the IPv6-only wait is at least
+  `defs.MIN_V6ONLY_WAIT` (300 s). When the wait ends the client restarts from INIT with a
+  DISCOVER (RFC 8925 section 3.2: "restart the configuration process"); the original moves
+  to REQUESTING and sends a REQUEST for no address to no server.
+- Rebinding retries have the same 60 s floor (`defs.MIN_RENEW_RETRY`) as renewing ones
+  (the original's halving reaches 0 s and then retransmits in a tight loop). Neither floor
+  may overshoot: a renewing retry is cut to fire at T2, a rebinding one at the lease end
+  (each plus the jitter). The checks are ``elapsed >= T2`` / ``elapsed >= lease`` with 1 ms
+  slack (the original's ``>`` could spin on a retry cut to land exactly on the lease end),
+  and a renewing timeout that finds the lease already over expires at once instead of
+  sending one rebind first.
+- A renewal ACK (Renewing/Rebinding) whose address, mask, routes or DNS differ re-applies
+  them: WithdrawRoutes for vanished routes, Configure, ProposeRdns / WithdrawRdns. The
+  original stores the new values but keeps the old ones in the kernel. An unchanged
+  renewal emits nothing but new timers.
+- Whenever a Configure carries an address other than the one in place (any ACK: renewal,
+  a reboot request answered with a new address), the old one is Deconfigured first; the
+  original would leave it on the interface forever.
+- An ACK with option 108 in Renewing/Rebinding/Rebooting deconfigures the address that is
+  configured, not the one in the new ACK (the original stores first, then deletes that).
+- Only what is held is withdrawn: a NAK or give-up in Requesting (nothing configured yet)
+  just sends a DISCOVER; the original also deconfigures the merely offered address.
+  "Held" includes an address remembered from the lease file on start-up (INIT-REBOOT): it
+  may still be on the interface from the previous run, so it is Deconfigured with mask
+  0.0.0.0 and no routes (prefix unknown) if the server refuses it, as the original does.
+- Link down outside a lease (Init, Requesting, IPv6-only) forgets the offer; the original
+  keeps the offered address and later INIT-REBOOTs it. Link down while already Down is a
+  no-op (the original deconfigures at once), so the lease still lasts until its end.
+- request_reboot in IPv6-only restarts at INIT: there is no address to reboot with.
+- An ACK must carry a usable unicast yiaddr and a contiguous mask (the original would
+  configure 0.0.0.0 or a mask the kernel refuses). A renewal without a known server id is
+  broadcast instead of being unicast to 0.0.0.0.
+- `reconfigure` with "ignore routes" newly set withdraws the lease's routes and forgets
+  them; with "ignore dns" it withdraws the DNS proposal (the original: the same, by imsg).
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from ipaddress import IPv4Address
+from typing import Final, TypeAlias, assert_never
+
+from dhcpleased import defs
+from dhcpleased.packet import DhcpMessage, Route
+
+_ZERO: Final = IPv4Address(0)
+_LIMITED_BROADCAST: Final = IPv4Address("255.255.255.255")
+# A timer firing this close to T2 or the lease end counts as having reached it, so float
+# rounding (or an event loop firing a hair early) cannot cause a zero-length retry loop.
+_SLACK: Final = 1e-3
+
+
+class State(enum.Enum):
+    """Interface states; the value is the name dhcpleasectl prints."""
+
+    DOWN = "Down"
+    INIT = "Init"
+    REQUESTING = "Requesting"
+    BOUND = "Bound"
+    RENEWING = "Renewing"
+    REBINDING = "Rebinding"
+    REBOOTING = "Rebooting"
+    IPV6_ONLY = "IPv6 only"
+
+
+class Event(enum.Enum):
+    """Inputs, one column each in `TABLE`."""
+
+    LINK_UP = "link up"
+    LINK_DOWN = "link down"
+    OFFER = "DHCPOFFER"
+    ACK = "DHCPACK"
+    NAK = "DHCPNAK"
+    OTHER = "other message"
+    TIMEOUT = "timeout"
+    REQUEST_REBOOT = "request reboot"
+    RECONFIGURE = "reconfigure"
+    REMOVE = "remove"
+
+
+@dataclass(frozen=True, slots=True)
+class FsmConfig:
+    """The per-interface settings the machine itself acts on."""
+
+    prefer_ipv6: bool = False
+    ignore_dns: bool = False
+    ignore_routes: bool = False
+
+
+# --- actions ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SendDiscover:
+    xid: int
+
+
+@dataclass(frozen=True, slots=True)
+class SendRequest:
+    """A DHCPREQUEST; ``dhcp_server`` is set only in Renewing (unicast), else broadcast."""
+
+    xid: int
+    ciaddr: IPv4Address
+    requested_ip: IPv4Address | None
+    server_identifier: IPv4Address | None
+    dhcp_server: IPv4Address | None
+
+
+@dataclass(frozen=True, slots=True)
+class Configure:
+    address: IPv4Address
+    mask: IPv4Address
+    routes: tuple[Route, ...]
+    server: IPv4Address
+    siaddr: IPv4Address
+    file: bytes
+    domain_name: str
+    host_name: str
+    lease_time: int
+
+
+@dataclass(frozen=True, slots=True)
+class Deconfigure:
+    """Remove address and routes; mask 0.0.0.0 = a remembered address, prefix unknown."""
+
+    address: IPv4Address
+    mask: IPv4Address
+    routes: tuple[Route, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class WithdrawRoutes:
+    routes: tuple[Route, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ProposeRdns:
+    nameservers: tuple[IPv4Address, ...]
+    domain: str
+    search: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class WithdrawRdns:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Log:
+    """A line for the engine to log (it prefixes the interface name)."""
+
+    level: int
+    message: str
+
+
+Action: TypeAlias = (
+    SendDiscover
+    | SendRequest
+    | Configure
+    | Deconfigure
+    | WithdrawRoutes
+    | ProposeRdns
+    | WithdrawRdns
+    | Log
+)
+
+
+class InvalidTransition(RuntimeError):
+    """A handler tried to enter a state its `TABLE` cell does not allow: a bug, not input."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Applied:
+    """What this machine put on the interface (or, mask 0, may find there from last run)."""
+
+    address: IPv4Address
+    mask: IPv4Address
+    routes: tuple[Route, ...]
+
+    @property
+    def stale(self) -> bool:
+        return self.mask == _ZERO
+
+
+@dataclass(frozen=True, slots=True)
+class _Ctx:
+    now: float
+    msg: DhcpMessage | None = None
+    remembered: IPv4Address | None = None
+    config: FsmConfig | None = None
+
+
+def _mac(mac: bytes) -> str:
+    return ":".join(f"{b:02x}" for b in mac)
+
+
+def _fmt_timo(timo: float | None) -> str:
+    if timo is None:
+        return "-1"
+    return str(int(timo)) if float(timo).is_integer() else f"{timo:.3f}"
+
+
+def _contiguous(mask: IPv4Address) -> bool:
+    inv = int(mask) ^ 0xFFFFFFFF
+    return inv & (inv + 1) == 0
+
+
+_MSG_NAMES: Final = {defs.DHCPOFFER: "DHCPOFFER", defs.DHCPACK: "DHCPACK", defs.DHCPNAK: "DHCPNAK"}
+_LEASE_STATES: Final = frozenset(
+    {State.REQUESTING, State.RENEWING, State.REBINDING, State.REBOOTING}
+)
+
+
+class Fsm:
+    """One interface's DHCP client: feed it inputs, carry out the actions it returns."""
+
+    def __init__(self, config: FsmConfig, rng: random.Random, now: float) -> None:
+        self._config = config
+        self._rng = rng
+        self._jitter = rng.randrange(1_000_000) / 1_000_000
+        self._xid = rng.getrandbits(32)
+        self._state = State.DOWN
+        self._timo: float | None = None
+        self._deadline: float | None = None
+        self._now = now
+        self._out: list[Action] = []
+        self._cell: Cell | None = None
+        self._applied: _Applied | None = None
+        self._proposed: ProposeRdns | None = None
+        self._routes: tuple[Route, ...] = ()
+        self._nameservers: tuple[IPv4Address, ...] = ()
+        self._search: tuple[str, ...] = ()
+        self._clear_lease()
+
+    # --- read-only views (ctl report, lease file, engine) -----------------------------------
+
+    @property
+    def state(self) -> State:
+        return self._state
+
+    @property
+    def config(self) -> FsmConfig:
+        return self._config
+
+    @property
+    def xid(self) -> int:
+        return self._xid
+
+    @property
+    def deadline(self) -> float | None:
+        """Absolute time at which to call `timeout`; None = no timer."""
+        return self._deadline
+
+    @property
+    def jitter(self) -> float:
+        return self._jitter
+
+    @property
+    def requested_ip(self) -> IPv4Address:
+        return self._requested_ip
+
+    @property
+    def server_identifier(self) -> IPv4Address:
+        return self._server_identifier
+
+    @property
+    def dhcp_server(self) -> IPv4Address:
+        return self._dhcp_server
+
+    @property
+    def mask(self) -> IPv4Address:
+        return self._mask
+
+    @property
+    def routes(self) -> tuple[Route, ...]:
+        return self._routes
+
+    @property
+    def nameservers(self) -> tuple[IPv4Address, ...]:
+        return self._nameservers
+
+    @property
+    def domain(self) -> str:
+        return self._domain
+
+    @property
+    def search(self) -> tuple[str, ...]:
+        return self._search
+
+    @property
+    def host_name(self) -> str:
+        return self._host_name
+
+    @property
+    def siaddr(self) -> IPv4Address:
+        return self._siaddr
+
+    @property
+    def file(self) -> bytes:
+        return self._file
+
+    @property
+    def lease_time(self) -> int:
+        return self._lease_time
+
+    @property
+    def renewal_time(self) -> int:
+        return self._renewal_time
+
+    @property
+    def rebinding_time(self) -> int:
+        return self._rebinding_time
+
+    @property
+    def request_time(self) -> float:
+        return self._request_time
+
+    @property
+    def ipv6_only_time(self) -> int:
+        return self._ipv6_only_time
+
+    # --- inputs ------------------------------------------------------------------------------
+
+    def link_update(self, up: bool, remembered_ip: IPv4Address | None, now: float) -> list[Action]:
+        """The link changed (the engine calls this on any change of MAC/running/link state).
+
+        ``remembered_ip`` is the lease file's address; it is used only when no address is held.
+        """
+        event = Event.LINK_UP if up else Event.LINK_DOWN
+        return self._dispatch(event, _Ctx(now, remembered=remembered_ip))
+
+    def receive(self, msg: DhcpMessage, now: float) -> list[Action]:
+        """A parsed reply; one with a stale xid is dropped silently, as parse_dhcp does."""
+        if msg.xid != self._xid:
+            self._clamp(now)
+            return []
+        event = {
+            defs.DHCPOFFER: Event.OFFER,
+            defs.DHCPACK: Event.ACK,
+            defs.DHCPNAK: Event.NAK,
+        }.get(msg.message_type or 0, Event.OTHER)
+        return self._dispatch(event, _Ctx(now, msg=msg))
+
+    def timeout(self, now: float) -> list[Action]:
+        """The deadline passed (an early call acts as if it had); no timer = nothing to do."""
+        if self._deadline is None:
+            return []
+        return self._dispatch(Event.TIMEOUT, _Ctx(now))
+
+    def request_reboot(self, now: float) -> list[Action]:
+        """dhcpleasectl or a config change asks to verify or get a lease now."""
+        return self._dispatch(Event.REQUEST_REBOOT, _Ctx(now))
+
+    def reconfigure(self, config: FsmConfig, now: float) -> list[Action]:
+        """New settings; newly set "ignore dns"/"ignore routes" withdraw what is in place."""
+        return self._dispatch(Event.RECONFIGURE, _Ctx(now, config=config))
+
+    def remove(self, now: float) -> list[Action]:
+        """The interface is gone or no longer managed: withdraw DNS and deconfigure."""
+        return self._dispatch(Event.REMOVE, _Ctx(now))
+
+    def repropose_rdns(self) -> list[Action]:
+        """Send the current DNS proposal again (the parent's DNS hand-off restarted)."""
+        return [] if self._proposed is None else [self._proposed]
+
+    # --- dispatch ----------------------------------------------------------------------------
+
+    def _dispatch(self, event: Event, ctx: _Ctx) -> list[Action]:
+        self._now = ctx.now
+        self._out = []
+        cell = TABLE[(self._state, event)]
+        self._cell = cell
+        try:
+            cell.handler(self, ctx)
+        finally:
+            self._cell = None
+        self._clamp(ctx.now)
+        out, self._out = self._out, []
+        return out
+
+    def _clamp(self, now: float) -> None:
+        """An overdue deadline reads as "now", never as a time in the past."""
+        if self._deadline is not None and self._deadline < now:
+            self._deadline = now
+
+    def _log(self, level: int, message: str) -> None:
+        self._out.append(Log(level, message))
+
+    # --- handlers (one per TABLE cell kind) ---------------------------------------------------
+
+    def _h_nothing(self, ctx: _Ctx) -> None:
+        pass
+
+    def _h_unexpected(self, ctx: _Ctx) -> None:
+        assert ctx.msg is not None
+        name = _MSG_NAMES.get(ctx.msg.message_type or 0, "message")
+        self._log(logging.DEBUG, f"ignoring unexpected {name}")
+
+    def _h_unimplemented(self, ctx: _Ctx) -> None:
+        assert ctx.msg is not None
+        mtype = ctx.msg.message_type or 0
+        self._log(logging.WARNING, f"unimplemented message type {mtype}")
+
+    def _h_link_up(self, ctx: _Ctx) -> None:
+        remembered = ctx.remembered
+        if self._applied is not None:
+            self._enter(State.REBOOTING)
+        elif remembered is not None and self._usable(remembered):
+            self._clear_lease()
+            self._requested_ip = remembered
+            self._applied = _Applied(remembered, _ZERO, ())
+            self._enter(State.REBOOTING)
+        else:
+            self._enter(State.INIT)
+
+    def _h_to_down(self, ctx: _Ctx) -> None:
+        self._enter(State.DOWN)
+
+    def _h_reenter(self, ctx: _Ctx) -> None:
+        self._enter(self._state)
+
+    def _h_to_rebooting(self, ctx: _Ctx) -> None:
+        self._enter(State.REBOOTING)
+
+    def _h_to_init(self, ctx: _Ctx) -> None:
+        self._enter(State.INIT)
+
+    def _h_requesting_timeout(self, ctx: _Ctx) -> None:
+        assert self._timo is not None
+        slow = self._timo >= defs.MAX_EXP_BACKOFF_SLOW
+        self._enter(State.INIT if slow else State.REQUESTING)
+
+    def _h_rebooting_timeout(self, ctx: _Ctx) -> None:
+        assert self._timo is not None
+        fast = self._timo >= defs.MAX_EXP_BACKOFF_FAST
+        self._enter(State.INIT if fast else State.REBOOTING)
+
+    def _h_to_renewing(self, ctx: _Ctx) -> None:
+        self._enter(State.RENEWING)
+
+    def _h_renewing_timeout(self, ctx: _Ctx) -> None:
+        elapsed = ctx.now - self._request_time
+        self._log(
+            logging.DEBUG,
+            f"iface_timeout: elapsed: {elapsed:.0f}, rebinding_time: {self._rebinding_time}",
+        )
+        if elapsed + _SLACK >= self._lease_time:
+            self._enter(State.INIT)
+        elif elapsed + _SLACK >= self._rebinding_time:
+            self._enter(State.REBINDING)
+        else:
+            self._enter(State.RENEWING)
+
+    def _h_rebinding_timeout(self, ctx: _Ctx) -> None:
+        elapsed = ctx.now - self._request_time
+        self._log(
+            logging.DEBUG, f"iface_timeout: elapsed: {elapsed:.0f}, lease_time: {self._lease_time}"
+        )
+        expired = elapsed + _SLACK >= self._lease_time
+        self._enter(State.INIT if expired else State.REBINDING)
+
+    def _h_offer(self, ctx: _Ctx) -> None:
+        msg = ctx.msg
+        assert msg is not None
+        server = msg.server_identifier or _ZERO
+        if server == _ZERO and msg.yiaddr == _ZERO:
+            self._log(logging.WARNING, "did not receive server identifier or offered IP address")
+            return
+        if self._v6only(msg):
+            return
+        self._server_identifier = server
+        self._dhcp_server = server
+        self._requested_ip = msg.yiaddr
+        self._enter(State.REQUESTING)
+
+    def _h_ack(self, ctx: _Ctx) -> None:
+        msg = ctx.msg
+        assert msg is not None
+        src = _mac(msg.src_mac)
+        server = msg.server_identifier or _ZERO
+        if server == _ZERO and msg.yiaddr == _ZERO:
+            self._log(logging.WARNING, "did not receive server identifier or offered IP address")
+            return
+        lease = msg.lease_time or 0
+        if lease == 0:
+            self._log(logging.WARNING, f"no lease time from {src}")
+            return
+        mask = msg.subnet_mask or _ZERO
+        if mask == _ZERO:
+            self._log(logging.WARNING, f"no subnetmask received from {src}")
+            return
+        if not _contiguous(mask):
+            self._log(logging.WARNING, f"invalid subnetmask {mask} from {src}")
+            return
+        if not self._usable(msg.yiaddr):
+            self._log(logging.WARNING, f"invalid IP address {msg.yiaddr} from {src}")
+            return
+        t1, t2 = self._lease_timers(msg, lease, src)
+        if self._v6only(msg):
+            return
+        self._request_time = ctx.now
+        self._server_identifier = server
+        self._dhcp_server = server
+        self._requested_ip = msg.yiaddr
+        self._mask = mask
+        self._routes = () if self._config.ignore_routes else msg.routes()
+        self._lease_time, self._renewal_time, self._rebinding_time = lease, t1, t2
+        ns = () if self._config.ignore_dns else msg.dns
+        if _ZERO in ns:  # the original's list ends at the first 0.0.0.0
+            ns = ns[: ns.index(_ZERO)]
+        self._nameservers = ns[: defs.MAX_RDNS_COUNT]
+        self._domain = msg.domain_name or ""
+        self._search = msg.domain_search
+        self._host_name = msg.host_name or ""
+        self._siaddr = msg.siaddr
+        self._file = msg.file.split(b"\0", 1)[0]
+        self._enter(State.BOUND)
+
+    def _h_reconfigure(self, ctx: _Ctx) -> None:
+        new = ctx.config
+        assert new is not None
+        old, self._config = self._config, new
+        if new.ignore_dns and not old.ignore_dns:
+            stale = self._applied is not None and self._applied.stale
+            if self._proposed is not None or stale:
+                self._withdraw_rdns()
+            self._nameservers = ()
+        if new.ignore_routes and not old.ignore_routes:
+            if self._applied is not None and self._applied.routes:
+                self._out.append(WithdrawRoutes(self._applied.routes))
+                self._applied = replace(self._applied, routes=())
+            self._routes = ()
+
+    def _h_remove(self, ctx: _Ctx) -> None:
+        self._drop_lease()
+        self._enter(State.DOWN)
+
+    # --- helpers -------------------------------------------------------------------------
+
+    @staticmethod
+    def _usable(addr: IPv4Address) -> bool:
+        return not (
+            addr.is_unspecified
+            or addr.is_multicast
+            or addr.is_loopback
+            or addr == _LIMITED_BROADCAST
+        )
+
+    def _v6only(self, msg: DhcpMessage) -> bool:
+        """prefer ipv6 + option 108 > 0: go IPv6-only for at least MIN_V6ONLY_WAIT."""
+        wait = msg.ipv6_only_wait or 0
+        if not (self._config.prefer_ipv6 and wait > 0):
+            return False
+        if wait < defs.MIN_V6ONLY_WAIT:
+            self._log(
+                logging.DEBUG,
+                f"IPv6-only wait {wait} raised to {defs.MIN_V6ONLY_WAIT} (RFC 8925)",
+            )
+        self._enter(State.IPV6_ONLY, ipv6_only_time=max(wait, defs.MIN_V6ONLY_WAIT))
+        return True
+
+    def _lease_timers(self, msg: DhcpMessage, lease: int, src: str) -> tuple[int, int]:
+        """T1/T2 with RFC 2131 4.4.5 defaults; inconsistent ones are replaced by both defaults."""
+        t1_def, t2_def = lease // 2, lease - lease // 8
+        t1 = msg.renewal_time or t1_def
+        t2 = msg.rebinding_time or t2_def
+        if t1 >= t2:
+            self._log(
+                logging.WARNING,
+                f"renewal_time({t1}) >= rebinding_time({t2}) from {src}: using defaults",
+            )
+            return t1_def, t2_def
+        if t2 >= lease:
+            self._log(
+                logging.WARNING,
+                f"rebinding_time({t2}) >= lease_time({lease}) from {src}: using defaults",
+            )
+            return t1_def, t2_def
+        return t1, t2
+
+    def _clear_lease(self) -> None:
+        self._requested_ip = _ZERO
+        self._server_identifier = _ZERO
+        self._dhcp_server = _ZERO
+        self._mask = _ZERO
+        self._routes = ()
+        self._nameservers = ()
+        self._domain = ""
+        self._search = ()
+        self._host_name = ""
+        self._siaddr = _ZERO
+        self._file = b""
+        self._lease_time = 0
+        self._renewal_time = 0
+        self._rebinding_time = 0
+        self._request_time = 0.0
+        self._ipv6_only_time = 0
+
+    def _proposal(self) -> ProposeRdns | None:
+        if self._config.ignore_dns or not self._nameservers:
+            return None
+        return ProposeRdns(self._nameservers, self._domain, self._search)
+
+    def _withdraw_rdns(self) -> None:
+        self._out.append(WithdrawRdns())
+        self._proposed = None
+        self._nameservers = ()
+
+    def _deconfigure(self) -> None:
+        applied = self._applied
+        if applied is not None:
+            self._out.append(Deconfigure(applied.address, applied.mask, applied.routes))
+            self._applied = None
+        self._clear_lease()
+
+    def _drop_lease(self) -> None:
+        """Lease gone (expiry, NAK, give-up, IPv6-only, removal): DNS, then address."""
+        if self._applied is not None:
+            self._withdraw_rdns()
+        self._deconfigure()
+
+    def _apply(self, renewal: bool) -> None:
+        """Put the stored lease in place: on a renewal only what changed."""
+        new = _Applied(self._requested_ip, self._mask, self._routes)
+        old = self._applied
+        if not renewal or new != old:
+            if old is not None and old.address != new.address:
+                self._out.append(Deconfigure(old.address, old.mask, old.routes))
+            elif old is not None:
+                gone = tuple(r for r in old.routes if r not in new.routes)
+                if gone:
+                    self._out.append(WithdrawRoutes(gone))
+            self._out.append(
+                Configure(
+                    address=new.address,
+                    mask=new.mask,
+                    routes=new.routes,
+                    server=self._server_identifier,
+                    siaddr=self._siaddr,
+                    file=self._file,
+                    domain_name=self._domain,
+                    host_name=self._host_name,
+                    lease_time=self._lease_time,
+                )
+            )
+            self._applied = new
+        proposal = self._proposal()
+        if proposal is not None and (not renewal or proposal != self._proposed):
+            self._out.append(proposal)
+            self._proposed = proposal
+        elif proposal is None and (self._proposed is not None or (old is not None and old.stale)):
+            self._out.append(WithdrawRdns())
+            self._proposed = None
+
+    def _request(self) -> None:
+        """A DHCPREQUEST shaped per RFC 2131 4.3.6 table 4 for the current state."""
+        ip = self._requested_ip
+        opt_ip = ip if ip != _ZERO else None
+        match self._state:
+            case State.REBOOTING:
+                req = SendRequest(self._xid, _ZERO, opt_ip, None, None)
+            case State.REQUESTING:
+                server = self._server_identifier if self._server_identifier != _ZERO else None
+                req = SendRequest(self._xid, _ZERO, opt_ip, server, None)
+            case State.RENEWING:
+                target = self._dhcp_server if self._dhcp_server != _ZERO else None
+                req = SendRequest(self._xid, ip, None, None, target)
+            case State.REBINDING:
+                req = SendRequest(self._xid, ip, None, None, None)
+            case State.DOWN | State.INIT | State.BOUND | State.IPV6_ONLY:
+                raise InvalidTransition(f"no DHCPREQUEST in {self._state.value}")
+            case _:
+                assert_never(self._state)
+        self._out.append(req)
+
+    def _capped(self, timo: int, limit: int) -> float:
+        """Retry time with the 60 s floor, but due (before jitter) ``limit`` s after the ACK."""
+        left = self._request_time + limit - self._now
+        return max(min(float(max(timo, defs.MIN_RENEW_RETRY)), left), 0.0)
+
+    def _enter(self, new: State, *, ipv6_only_time: int = 0) -> None:
+        """state_transition(): entry actions and the new timer."""
+        cell = self._cell
+        if cell is None or new not in cell.targets:
+            raise InvalidTransition(f"{self._state.value} -> {new.value}")
+        old, self._state = self._state, new
+        timo: float | None
+        match new:
+            case State.DOWN:
+                if self._applied is None:
+                    self._clear_lease()
+                    timo = None
+                elif old is State.DOWN:  # lease ran out while the link was down
+                    self._deconfigure()
+                    timo = None
+                else:  # keep address and routes until the lease ends
+                    self._withdraw_rdns()
+                    left = self._lease_time - (self._now - self._request_time)
+                    timo = max(left, 0.0)
+            case State.INIT:
+                if old is State.INIT:
+                    assert self._timo is not None
+                    timo = self._timo
+                    if timo < defs.MAX_EXP_BACKOFF_SLOW:
+                        timo *= 2
+                else:
+                    self._drop_lease()
+                    timo = defs.START_EXP_BACKOFF
+                    self._xid = self._rng.getrandbits(32)
+                self._out.append(SendDiscover(self._xid))
+            case State.REBOOTING:
+                if old is State.REBOOTING and self._timo is not None:
+                    timo = self._timo * 2
+                else:
+                    timo = defs.START_EXP_BACKOFF
+                    self._xid = self._rng.getrandbits(32)
+                self._request()
+            case State.REQUESTING:
+                if old is State.REQUESTING and self._timo is not None:
+                    timo = self._timo * 2
+                else:
+                    timo = defs.START_EXP_BACKOFF
+                self._request()
+            case State.BOUND:
+                timo = self._renewal_time
+                self._apply(renewal=old in (State.RENEWING, State.REBINDING))
+            case State.RENEWING:
+                if old is State.BOUND:
+                    half = (self._rebinding_time - self._renewal_time) // 2
+                    self._xid = self._rng.getrandbits(32)
+                else:
+                    half = int(self._timo or 0) // 2
+                timo = self._capped(half, self._rebinding_time)
+                self._request()
+            case State.REBINDING:
+                if old is State.RENEWING:
+                    half = (self._lease_time - self._rebinding_time) // 2
+                else:
+                    half = int(self._timo or 0) // 2
+                timo = self._capped(half, self._lease_time)
+                self._request()
+            case State.IPV6_ONLY:
+                self._drop_lease()
+                self._ipv6_only_time = ipv6_only_time
+                timo = ipv6_only_time
+            case _:
+                assert_never(new)
+        self._timo = timo
+        self._deadline = None if timo is None else self._now + timo + self._jitter
+        self._log(
+            logging.DEBUG,
+            f"state_transition {old.value} -> {new.value}, timo: {_fmt_timo(timo)}",
+        )
+
+
+Handler: TypeAlias = Callable[[Fsm, _Ctx], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Cell:
+    """One (state, event) cell: who handles it and which states it may enter.
+
+    An empty ``targets`` means the event never changes the state there (it is ignored or
+    handled in place); a cell listing its own state re-enters it (resend, new timer).
+    """
+
+    handler: Handler
+    targets: frozenset[State]
+
+
+def _cell(handler: Handler, *targets: State) -> Cell:
+    return Cell(handler, frozenset(targets))
+
+
+def _build_table() -> dict[tuple[State, Event], Cell]:
+    s, e, f = State, Event, Fsm
+    table: dict[tuple[State, Event], Cell] = {}
+    for st in State:
+        # Columns that look the same in every state.
+        table[(st, e.LINK_DOWN)] = _cell(f._h_to_down, s.DOWN)
+        table[(st, e.OFFER)] = _cell(f._h_unexpected)
+        table[(st, e.ACK)] = _cell(f._h_unexpected)
+        table[(st, e.NAK)] = _cell(f._h_unexpected)
+        table[(st, e.OTHER)] = _cell(f._h_unimplemented)
+        table[(st, e.RECONFIGURE)] = _cell(f._h_reconfigure)
+        table[(st, e.REMOVE)] = _cell(f._h_remove, s.DOWN)
+        if st in (s.BOUND, s.RENEWING, s.REBINDING, s.REBOOTING):  # an address is held
+            table[(st, e.LINK_UP)] = _cell(f._h_link_up, s.REBOOTING)
+            table[(st, e.REQUEST_REBOOT)] = _cell(f._h_to_rebooting, s.REBOOTING)
+        else:
+            table[(st, e.LINK_UP)] = _cell(f._h_link_up, s.REBOOTING, s.INIT)
+    for st in _LEASE_STATES:
+        table[(st, e.ACK)] = _cell(f._h_ack, s.BOUND, s.IPV6_ONLY)
+        table[(st, e.NAK)] = _cell(f._h_to_init, s.INIT)
+    table[(s.DOWN, e.LINK_DOWN)] = _cell(f._h_nothing)
+    table[(s.DOWN, e.TIMEOUT)] = _cell(f._h_to_down, s.DOWN)
+    table[(s.DOWN, e.REQUEST_REBOOT)] = _cell(f._h_nothing)
+    table[(s.INIT, e.OFFER)] = _cell(f._h_offer, s.REQUESTING, s.IPV6_ONLY)
+    table[(s.INIT, e.TIMEOUT)] = _cell(f._h_reenter, s.INIT)
+    table[(s.INIT, e.REQUEST_REBOOT)] = _cell(f._h_reenter, s.INIT)
+    table[(s.REQUESTING, e.TIMEOUT)] = _cell(f._h_requesting_timeout, s.REQUESTING, s.INIT)
+    table[(s.REQUESTING, e.REQUEST_REBOOT)] = _cell(f._h_reenter, s.REQUESTING)
+    table[(s.BOUND, e.TIMEOUT)] = _cell(f._h_to_renewing, s.RENEWING)
+    table[(s.RENEWING, e.TIMEOUT)] = _cell(f._h_renewing_timeout, s.RENEWING, s.REBINDING, s.INIT)
+    table[(s.REBINDING, e.TIMEOUT)] = _cell(f._h_rebinding_timeout, s.REBINDING, s.INIT)
+    table[(s.REBOOTING, e.TIMEOUT)] = _cell(f._h_rebooting_timeout, s.REBOOTING, s.INIT)
+    table[(s.IPV6_ONLY, e.TIMEOUT)] = _cell(f._h_to_init, s.INIT)
+    table[(s.IPV6_ONLY, e.REQUEST_REBOOT)] = _cell(f._h_to_init, s.INIT)
+    return table
+
+
+TABLE: Final[Mapping[tuple[State, Event], Cell]] = _build_table()
+"""Every (state, event) cell; `Fsm` dispatches through it."""
+
+TRANSITIONS: Final[Mapping[tuple[State, Event], frozenset[State]]] = {
+    cell: entry.targets for cell, entry in TABLE.items()
+}
+"""The states each cell may enter (empty: stays put); tests walk this."""

@@ -1,0 +1,226 @@
+"""Every (state, event) cell of fsm.TABLE, walked: a new cell without an entry here fails."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from ipaddress import IPv4Address
+
+import pytest
+
+from dhcpleased import defs
+from dhcpleased.fsm import (
+    TABLE,
+    TRANSITIONS,
+    Action,
+    Configure,
+    Deconfigure,
+    Event,
+    Fsm,
+    FsmConfig,
+    Log,
+    ProposeRdns,
+    SendDiscover,
+    SendRequest,
+    State,
+    WithdrawRdns,
+    WithdrawRoutes,
+)
+from tests.unit.test_fsm import (
+    ADDR,
+    T0,
+    make,
+    msg,
+    to_bound,
+    to_down_held,
+    to_init,
+    to_ipv6_only,
+    to_rebinding,
+    to_rebooting,
+    to_renewing,
+    to_requesting,
+)
+
+S, E = State, Event
+D, IN, Q, B = S.DOWN, S.INIT, S.REQUESTING, S.BOUND
+RN, RB, RR, V6 = S.RENEWING, S.REBINDING, S.REBOOTING, S.IPV6_ONLY
+Disc, Req, Conf, Deconf = SendDiscover, SendRequest, Configure, Deconfigure
+WRoutes, Prop, WRdns = WithdrawRoutes, ProposeRdns, WithdrawRdns
+
+SETUP: dict[State, Callable[[], Fsm]] = {
+    D: lambda: to_down_held(make()),
+    IN: lambda: to_init(make()),
+    Q: lambda: to_requesting(make()),
+    B: lambda: to_bound(make()),
+    RN: lambda: to_renewing(make()),
+    RB: lambda: to_rebinding(make()),
+    RR: lambda: to_rebooting(make()),
+    V6: lambda: to_ipv6_only(make(FsmConfig(prefer_ipv6=True))),
+}
+
+# (state, event) -> (state afterwards, kinds of non-Log actions, in order)
+EXPECTED: dict[tuple[State, Event], tuple[State, tuple[type, ...]]] = {
+    (D, E.LINK_UP): (RR, (Req,)),
+    (D, E.LINK_DOWN): (D, ()),
+    (D, E.OFFER): (D, ()),
+    (D, E.ACK): (D, ()),
+    (D, E.NAK): (D, ()),
+    (D, E.OTHER): (D, ()),
+    (D, E.TIMEOUT): (D, (Deconf,)),
+    (D, E.REQUEST_REBOOT): (D, ()),
+    (D, E.RECONFIGURE): (D, (WRoutes,)),
+    (D, E.REMOVE): (D, (WRdns, Deconf)),
+    (IN, E.LINK_UP): (IN, (Disc,)),
+    (IN, E.LINK_DOWN): (D, ()),
+    (IN, E.OFFER): (Q, (Req,)),
+    (IN, E.ACK): (IN, ()),
+    (IN, E.NAK): (IN, ()),
+    (IN, E.OTHER): (IN, ()),
+    (IN, E.TIMEOUT): (IN, (Disc,)),
+    (IN, E.REQUEST_REBOOT): (IN, (Disc,)),
+    (IN, E.RECONFIGURE): (IN, ()),
+    (IN, E.REMOVE): (D, ()),
+    (Q, E.LINK_UP): (IN, (Disc,)),
+    (Q, E.LINK_DOWN): (D, ()),
+    (Q, E.OFFER): (Q, ()),
+    (Q, E.ACK): (B, (Conf, Prop)),
+    (Q, E.NAK): (IN, (Disc,)),
+    (Q, E.OTHER): (Q, ()),
+    (Q, E.TIMEOUT): (Q, (Req,)),
+    (Q, E.REQUEST_REBOOT): (Q, (Req,)),
+    (Q, E.RECONFIGURE): (Q, ()),
+    (Q, E.REMOVE): (D, ()),
+    (B, E.LINK_UP): (RR, (Req,)),
+    (B, E.LINK_DOWN): (D, (WRdns,)),
+    (B, E.OFFER): (B, ()),
+    (B, E.ACK): (B, ()),
+    (B, E.NAK): (B, ()),
+    (B, E.OTHER): (B, ()),
+    (B, E.TIMEOUT): (RN, (Req,)),
+    (B, E.REQUEST_REBOOT): (RR, (Req,)),
+    (B, E.RECONFIGURE): (B, (WRdns, WRoutes)),
+    (B, E.REMOVE): (D, (WRdns, Deconf)),
+    (RN, E.LINK_UP): (RR, (Req,)),
+    (RN, E.LINK_DOWN): (D, (WRdns,)),
+    (RN, E.OFFER): (RN, ()),
+    (RN, E.ACK): (B, ()),  # unchanged renewal: only new timers
+    (RN, E.NAK): (IN, (WRdns, Deconf, Disc)),
+    (RN, E.OTHER): (RN, ()),
+    (RN, E.TIMEOUT): (RN, (Req,)),
+    (RN, E.REQUEST_REBOOT): (RR, (Req,)),
+    (RN, E.RECONFIGURE): (RN, (WRdns, WRoutes)),
+    (RN, E.REMOVE): (D, (WRdns, Deconf)),
+    (RB, E.LINK_UP): (RR, (Req,)),
+    (RB, E.LINK_DOWN): (D, (WRdns,)),
+    (RB, E.OFFER): (RB, ()),
+    (RB, E.ACK): (B, ()),
+    (RB, E.NAK): (IN, (WRdns, Deconf, Disc)),
+    (RB, E.OTHER): (RB, ()),
+    (RB, E.TIMEOUT): (RB, (Req,)),
+    (RB, E.REQUEST_REBOOT): (RR, (Req,)),
+    (RB, E.RECONFIGURE): (RB, (WRdns, WRoutes)),
+    (RB, E.REMOVE): (D, (WRdns, Deconf)),
+    (RR, E.LINK_UP): (RR, (Req,)),
+    (RR, E.LINK_DOWN): (D, (WRdns,)),
+    (RR, E.OFFER): (RR, ()),
+    (RR, E.ACK): (B, (Conf, Prop)),
+    (RR, E.NAK): (IN, (WRdns, Deconf, Disc)),
+    (RR, E.OTHER): (RR, ()),
+    (RR, E.TIMEOUT): (RR, (Req,)),
+    (RR, E.REQUEST_REBOOT): (RR, (Req,)),
+    (RR, E.RECONFIGURE): (RR, (WRdns,)),  # remembered address: stale DNS may be around
+    (RR, E.REMOVE): (D, (WRdns, Deconf)),
+    (V6, E.LINK_UP): (IN, (Disc,)),
+    (V6, E.LINK_DOWN): (D, ()),
+    (V6, E.OFFER): (V6, ()),
+    (V6, E.ACK): (V6, ()),
+    (V6, E.NAK): (V6, ()),
+    (V6, E.OTHER): (V6, ()),
+    (V6, E.TIMEOUT): (IN, (Disc,)),
+    (V6, E.REQUEST_REBOOT): (IN, (Disc,)),
+    (V6, E.RECONFIGURE): (V6, ()),
+    (V6, E.REMOVE): (D, ()),
+}
+
+MESSAGE_TYPE = {
+    E.OFFER: defs.DHCPOFFER,
+    E.ACK: defs.DHCPACK,
+    E.NAK: defs.DHCPNAK,
+    E.OTHER: defs.DHCPREQUEST,
+}
+
+
+def fire(f: Fsm, event: Event, now: float) -> list[Action]:
+    match event:
+        case E.LINK_UP:
+            return f.link_update(True, None, now)
+        case E.LINK_DOWN:
+            return f.link_update(False, None, now)
+        case E.OFFER | E.ACK | E.NAK | E.OTHER:
+            return f.receive(msg(f, MESSAGE_TYPE[event]), now)
+        case E.TIMEOUT:
+            assert f.deadline is not None, "cell needs a pending timer"
+            return f.timeout(f.deadline)
+        case E.REQUEST_REBOOT:
+            return f.request_reboot(now)
+        case E.RECONFIGURE:
+            return f.reconfigure(FsmConfig(ignore_dns=True, ignore_routes=True), now)
+        case E.REMOVE:
+            return f.remove(now)
+    raise AssertionError(event)
+
+
+def test_table_is_complete() -> None:
+    assert set(TABLE) == {(s, e) for s in State for e in Event}
+    assert set(TRANSITIONS) == set(TABLE)
+    assert set(EXPECTED) == set(TABLE)
+
+
+def test_bound_never_goes_to_init_or_ipv6_only() -> None:
+    for event in Event:
+        assert not TRANSITIONS[(B, event)] & {IN, V6}, event
+
+
+def test_expected_states_are_allowed_by_the_table() -> None:
+    for cell, (after, _kinds) in EXPECTED.items():
+        targets = TRANSITIONS[cell]
+        assert after in targets or (not targets and after is cell[0]), cell
+
+
+@pytest.mark.parametrize(
+    "cell",
+    sorted(TABLE, key=lambda c: (c[0].value, c[1].value)),
+    ids=lambda c: f"{c[0].name}-{c[1].name}",
+)
+def test_cell(cell: tuple[State, Event]) -> None:
+    state, event = cell
+    after, kinds = EXPECTED[cell]
+    f = SETUP[state]()
+    assert f.state is state
+    assert f.deadline is not None  # every set-up has a timer pending
+    now = f.deadline if event is E.TIMEOUT else f.deadline - 0.5
+    actions = fire(f, event, now)
+    assert f.state is after
+    assert tuple(type(a) for a in actions if not isinstance(a, Log)) == kinds
+    assert f.deadline is None or f.deadline >= now
+    targets = TRANSITIONS[cell]
+    transitions = [a for a in actions if isinstance(a, Log) and "state_transition" in a.message]
+    if not targets:
+        assert not transitions  # in-place cells never run a state transition
+    if event in (E.OFFER, E.ACK, E.NAK) and not targets:
+        assert Log(logging.DEBUG, f"ignoring unexpected DHCP{event.name}") in actions
+    if event is E.OTHER:
+        assert Log(logging.WARNING, "unimplemented message type 3") in actions
+    if after in (B, RN, RB):
+        assert f.requested_ip == ADDR
+
+
+def test_down_without_lease() -> None:
+    f = make()
+    assert f.state is D and f.deadline is None
+    assert f.timeout(T0) == []  # no timer pending: nothing to do
+    assert [a for a in f.link_update(False, None, T0) if not isinstance(a, Log)] == []
+    assert f.deadline is None
+    assert f.request_reboot(T0) == []
+    out = f.link_update(True, IPv4Address(0), T0)  # 0.0.0.0 remembered = none
+    assert f.state is IN and isinstance(out[0], SendDiscover)

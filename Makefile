@@ -27,6 +27,7 @@ test: $(STAMP)
 check: lint typecheck test
 
 demo: $(STAMP)
+	bash tests/integration/prepare.sh
 	$(BIN)/python -m tests.integration.demo
 
 clean:

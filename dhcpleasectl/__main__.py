@@ -1,0 +1,5 @@
+"""``python -m dhcpleasectl``."""
+
+from dhcpleasectl.main import run
+
+run()

@@ -1,0 +1,351 @@
+"""Privileged sockets the parent opens for the frontend (bpf.c + the routing socket).
+
+The Linux twin of OpenBSD's locked ``/dev/bpf`` is an AF_PACKET socket with a classic BPF
+program attached and locked (``SO_LOCK_FILTER``): once the descriptor has been passed to
+the sandboxed frontend nobody, not even root, can widen what it sees.  The frontend only
+calls :func:`recv_frame`, :func:`send_frame` and :func:`parse_link_messages` on what it was
+given; the ``open_*`` functions need privileges and run in the parent.
+
+Link events are decoded here by hand with :mod:`struct` rather than with pyroute2 so the
+frontend does not have to import pyroute2 (a third of a second and 25 MB) just to read
+four attributes.  The bytes come from the kernel, but the decoder is bounds-checked and
+never raises anyway: a confused frontend is cheaper to debug than a dead one.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import socket
+import struct
+from dataclasses import dataclass
+from ipaddress import IPv4Address
+from typing import Final
+
+from dhcpleased import defs
+
+# --- kernel ABI (asm-generic values; x86_64 and aarch64 use these) -----------------------
+SOL_PACKET: Final = 263
+PACKET_AUXDATA: Final = 8
+PACKET_IGNORE_OUTGOING: Final = 23
+SO_ATTACH_FILTER: Final = 26
+SO_DETACH_FILTER: Final = 27
+SO_LOCK_FILTER: Final = 44
+RTMGRP_LINK: Final = 1
+
+RTM_NEWLINK: Final = 16
+RTM_DELLINK: Final = 17
+RTM_GETLINK: Final = 18
+NLMSG_ERROR: Final = 2
+NLMSG_DONE: Final = 3
+NLM_F_REQUEST: Final = 0x1
+NLM_F_DUMP: Final = 0x300
+
+IFLA_ADDRESS: Final = 1
+IFLA_IFNAME: Final = 3
+IFLA_OPERSTATE: Final = 16
+NLA_TYPE_MASK: Final = 0x3FFF  # strips NLA_F_NESTED / NLA_F_NET_BYTEORDER
+IFF_UP: Final = 0x1
+IFF_RUNNING: Final = 0x40
+MAX_ADDR_LEN: Final = 32
+
+# classic BPF opcodes (linux/filter.h)
+BPF_LD: Final = 0x00
+BPF_LDX: Final = 0x01
+BPF_JMP: Final = 0x05
+BPF_RET: Final = 0x06
+BPF_W: Final = 0x00
+BPF_H: Final = 0x08
+BPF_B: Final = 0x10
+BPF_ABS: Final = 0x20
+BPF_IND: Final = 0x40
+BPF_MSH: Final = 0xA0
+BPF_JEQ: Final = 0x10
+BPF_JSET: Final = 0x40
+BPF_K: Final = 0x00
+SKF_AD_OFF: Final = -0x1000
+SKF_AD_VLAN_TAG_PRESENT: Final = 48
+
+IPPROTO_UDP: Final = 17
+IP_FRAGMASK: Final = 0x3FFF  # MF flag + fragment offset: set on every fragment, first or later
+
+_NLMSGHDR: Final = struct.Struct("=IHHII")  # len, type, flags, seq, pid
+_IFINFOMSG: Final = struct.Struct("=BxHiII")  # family, pad, type, index, flags, change
+_RTATTR: Final = struct.Struct("=HH")  # len, type
+_AUXDATA: Final = struct.Struct("=IIIHHHH")  # tp_status, tp_len, tp_snaplen, mac, net, tci, tpid
+_SOCK_FILTER: Final = struct.Struct("=HBBI")
+
+_RECV_SIZE: Final = 2048  # the original's BPFLEN; anything larger is dropped anyway
+_MAX_SKIPPED: Final = 64  # bounded work per readable event, so a flood cannot starve the loop
+
+Insn = tuple[int, int, int, int]  # (code, jt, jf, k), exactly struct sock_filter
+
+
+def _stmt(code: int, k: int) -> Insn:
+    return (code, 0, 0, k & 0xFFFFFFFF)
+
+
+def _jump(code: int, k: int, jt: int, jf: int) -> Insn:
+    return (code, jt, jf, k & 0xFFFFFFFF)
+
+
+# Accept IPv4 + UDP + not a fragment + dst port 68; offsets count from the Ethernet header
+# because the socket is SOCK_RAW.  The original tests only the offset (0x1fff) and so lets
+# a *first* fragment through; a fragment can never hold a whole DHCP message, so this one
+# also drops MF-flagged packets and they never cross a process boundary.
+DHCP_FILTER: Final[tuple[Insn, ...]] = (
+    _stmt(BPF_LD | BPF_H | BPF_ABS, 12),  # 0: A = ethertype
+    _jump(BPF_JMP | BPF_JEQ | BPF_K, defs.ETH_P_IP, 0, 8),  # 1: not IPv4 -> 10
+    _stmt(BPF_LD | BPF_B | BPF_ABS, 23),  # 2: A = IP protocol
+    _jump(BPF_JMP | BPF_JEQ | BPF_K, IPPROTO_UDP, 0, 6),  # 3: not UDP -> 10
+    _stmt(BPF_LD | BPF_H | BPF_ABS, 20),  # 4: A = flags + fragment offset
+    _jump(BPF_JMP | BPF_JSET | BPF_K, IP_FRAGMASK, 4, 0),  # 5: a fragment -> 10
+    _stmt(BPF_LDX | BPF_B | BPF_MSH, 14),  # 6: X = IP header length
+    _stmt(BPF_LD | BPF_H | BPF_IND, 16),  # 7: A = UDP destination port
+    _jump(BPF_JMP | BPF_JEQ | BPF_K, defs.CLIENT_PORT, 0, 1),  # 8: not 68 -> 10
+    _stmt(BPF_RET | BPF_K, 0xFFFFFFFF),  # 9: accept the whole frame
+    _stmt(BPF_RET | BPF_K, 0),  # 10: drop
+)
+
+SKF_AD_PKTTYPE: Final = 4
+SKF_AD_IFINDEX: Final = 8
+PACKET_OTHERHOST: Final = 3
+
+
+def foreign_drop(if_index: int) -> tuple[Insn, ...]:
+    """Prefix that drops frames not really received on if_index.
+
+    Linux strips an 802.1Q tag into skb metadata before a packet socket bound to one
+    protocol sees the frame, so a DHCP reply for a VLAN on top of this interface looks
+    untagged at offset 12.  Three ancillary loads catch it: with a VLAN device the frame
+    arrives with skb->dev = that device (ifindex differs); without one the kernel marks
+    it PACKET_OTHERHOST (and a tag still present at filter time is checked too).
+    """
+    last = 6 + len(DHCP_FILTER) - 1  # index of the final "ret 0"
+
+    def to_drop(at: int) -> int:  # jumps are relative to the next instruction
+        return last - (at + 1)
+
+    return (
+        _stmt(BPF_LD | BPF_W | BPF_ABS, SKF_AD_OFF + SKF_AD_IFINDEX),
+        _jump(BPF_JMP | BPF_JEQ | BPF_K, if_index, 0, to_drop(1)),
+        _stmt(BPF_LD | BPF_W | BPF_ABS, SKF_AD_OFF + SKF_AD_PKTTYPE),
+        _jump(BPF_JMP | BPF_JEQ | BPF_K, PACKET_OTHERHOST, to_drop(3), 0),
+        _stmt(BPF_LD | BPF_W | BPF_ABS, SKF_AD_OFF + SKF_AD_VLAN_TAG_PRESENT),
+        _jump(BPF_JMP | BPF_JEQ | BPF_K, 0, 0, to_drop(5)),
+    )
+
+
+DROP_ALL: Final[tuple[Insn, ...]] = (_stmt(BPF_RET | BPF_K, 0),)
+
+
+def filter_program(if_index: int | None = None) -> tuple[Insn, ...]:
+    """The read filter: :data:`DHCP_FILTER`, behind :func:`foreign_drop` when if_index given."""
+    return DHCP_FILTER if if_index is None else foreign_drop(if_index) + DHCP_FILTER
+
+
+def _attach(sock: socket.socket, program: tuple[Insn, ...]) -> None:
+    """SO_ATTACH_FILTER: struct sock_fprog points at the instructions, so pass a pointer."""
+    code = b"".join(_SOCK_FILTER.pack(*insn) for insn in program)
+    buf = ctypes.create_string_buffer(code, len(code))
+
+    class SockFprog(ctypes.Structure):
+        _fields_ = (("len", ctypes.c_ushort), ("filter", ctypes.c_void_p))
+
+    fprog = SockFprog(len(program), ctypes.addressof(buf))
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, bytes(fprog))
+
+
+def _drain(sock: socket.socket) -> None:
+    while True:
+        try:
+            sock.recv(_RECV_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+
+
+def open_bpfsock(if_index: int, *, drop_foreign: bool = True) -> socket.socket:
+    """Open the locked DHCP packet socket for one interface (the parent's open_bpfsock).
+
+    Protocol 0 at creation means the socket receives nothing until bind(), and by then the
+    filter is attached and locked: no unfiltered frame is ever queued.  The drain is a
+    second belt.  Raises OSError (ENXIO/ENODEV if the interface is gone).
+    """
+    sock = socket.socket(
+        socket.AF_PACKET, socket.SOCK_RAW | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC, 0
+    )
+    try:
+        _attach(sock, filter_program(if_index if drop_foreign else None))
+        sock.setsockopt(socket.SOL_SOCKET, SO_LOCK_FILTER, 1)
+        sock.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
+        try:  # our own DISCOVERs/REQUESTs need not run through the filter (Linux >= 4.20)
+            sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
+        except OSError as e:
+            if e.errno not in (errno.ENOPROTOOPT, errno.EINVAL):
+                raise
+        ifname = socket.if_indextoname(if_index)
+        sock.bind((ifname, defs.ETH_P_IP))
+        if socket.if_nametoindex(ifname) != if_index:  # renamed under our feet
+            raise OSError(errno.ENODEV, f"interface {if_index} was renamed")
+        _drain(sock)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def recv_frame(sock: socket.socket) -> tuple[bytes, int] | None:
+    """Read the next whole frame and its checksum status bits; None when nothing is left.
+
+    Frames the kernel truncated (tp_len != tp_snaplen) or longer than MAX_PACKET are
+    skipped, as the original skips short BPF captures.  The csum bits tell the engine that
+    veth/virtio left the UDP checksum partial (CSUMNOTREADY) or already verified it.
+    """
+    csum_mask = defs.TP_STATUS_CSUMNOTREADY | defs.TP_STATUS_CSUM_VALID
+    for _ in range(_MAX_SKIPPED):
+        try:
+            data, ancdata, flags, _addr = sock.recvmsg(_RECV_SIZE, socket.CMSG_SPACE(_AUXDATA.size))
+        except (BlockingIOError, InterruptedError):
+            return None
+        status, tp_len, snaplen = 0, len(data), len(data)
+        for level, ctype, cdata in ancdata:
+            if level == SOL_PACKET and ctype == PACKET_AUXDATA and len(cdata) >= _AUXDATA.size:
+                status, tp_len, snaplen = _AUXDATA.unpack_from(cdata)[:3]
+        if (
+            flags & socket.MSG_TRUNC
+            or tp_len != snaplen
+            or snaplen != len(data)
+            or len(data) > defs.MAX_PACKET
+        ):
+            continue
+        return data, status & csum_mask
+    return None
+
+
+def send_frame(sock: socket.socket, frame: bytes) -> None:
+    """Send one whole Ethernet frame on the bound interface; OSError on failure."""
+    sent = sock.send(frame)
+    if sent != len(frame):
+        raise OSError(errno.EMSGSIZE, f"short packet write: {sent} of {len(frame)}")
+
+
+def open_udpsock(ifname: str, addr: IPv4Address) -> socket.socket:
+    """UDP socket bound to addr:68 on ifname, for unicast renewals only.
+
+    Replies to it also arrive on the packet socket, so its own receive side is shut: a
+    locked drop-all filter guarantees nothing piles up (shutdown(SHUT_RD) alone does not
+    stop UDP queueing on Linux), and the smallest receive buffer bounds it regardless.
+    """
+    sock = socket.socket(
+        socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC, 0
+    )
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, ifname.encode())
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1)
+        _attach(sock, DROP_ALL)
+        sock.setsockopt(socket.SOL_SOCKET, SO_LOCK_FILTER, 1)
+        sock.bind((str(addr), defs.CLIENT_PORT))
+        try:
+            sock.shutdown(socket.SHUT_RD)
+        except OSError as e:  # unconnected UDP: Linux sets the flag yet returns ENOTCONN
+            if e.errno != errno.ENOTCONN:
+                raise
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def open_routesock() -> socket.socket:
+    """rtnetlink socket subscribed to link events (RTMGRP_LINK), non-blocking."""
+    sock = socket.socket(
+        socket.AF_NETLINK,
+        socket.SOCK_RAW | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC,
+        socket.NETLINK_ROUTE,
+    )
+    try:
+        sock.bind((0, RTMGRP_LINK))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def link_dump_request(seq: int) -> bytes:
+    """RTM_GETLINK dump request bytes (nlmsghdr + an all-zero ifinfomsg)."""
+    body = _IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0)
+    hdr = _NLMSGHDR.pack(
+        _NLMSGHDR.size + len(body), RTM_GETLINK, NLM_F_REQUEST | NLM_F_DUMP, seq & 0xFFFFFFFF, 0
+    )
+    return hdr + body
+
+
+def request_link_dump(sock: socket.socket, seq: int) -> None:
+    """Ask for every link; replies arrive on the same socket as RTM_NEWLINK + NLMSG_DONE."""
+    sock.send(link_dump_request(seq))
+
+
+@dataclass(frozen=True, slots=True)
+class LinkEvent:
+    """One RTM_NEWLINK/RTM_DELLINK, reduced to what the frontend's UPDATE_IF needs."""
+
+    deleted: bool
+    if_index: int
+    if_name: str
+    hw_address: bytes
+    up: bool  # IFF_UP and IFF_RUNNING (RUNNING follows carrier on Linux)
+    link_state: int  # IF_OPER_* from IFLA_OPERSTATE (IF_OPER_UNKNOWN when absent)
+    arphrd: int  # ifi_type, ARPHRD_ETHER (1) for Ethernet
+
+
+def _align4(n: int) -> int:
+    return (n + 3) & ~3
+
+
+def _parse_link(msg_type: int, body: bytes) -> LinkEvent | None:
+    if len(body) < _IFINFOMSG.size:
+        return None
+    family, arphrd, index, flags, _change = _IFINFOMSG.unpack_from(body)
+    # AF_BRIDGE messages on the same group describe bridge *ports*; an AF_BRIDGE
+    # DELLINK means "left the bridge", not "interface gone".
+    if family != socket.AF_UNSPEC or index <= 0:
+        return None
+    name, hw, oper = "", b"", defs.IF_OPER_UNKNOWN
+    off = _IFINFOMSG.size
+    while off + _RTATTR.size <= len(body):
+        alen, atype = _RTATTR.unpack_from(body, off)
+        if alen < _RTATTR.size or off + alen > len(body):
+            break
+        payload = body[off + _RTATTR.size : off + alen]
+        atype &= NLA_TYPE_MASK
+        if atype == IFLA_IFNAME:
+            raw = payload.split(b"\0", 1)[0][: defs.IF_NAMESIZE - 1]
+            name = raw.decode("utf-8", "replace")
+        elif atype == IFLA_ADDRESS:
+            hw = payload[:MAX_ADDR_LEN]
+        elif atype == IFLA_OPERSTATE and len(payload) >= 1:
+            oper = payload[0]
+        off += _align4(alen)
+    up = (flags & (IFF_UP | IFF_RUNNING)) == (IFF_UP | IFF_RUNNING)
+    return LinkEvent(msg_type == RTM_DELLINK, index, name, hw, up, oper, arphrd)
+
+
+def parse_link_messages(data: bytes) -> list[LinkEvent]:
+    """Decode one netlink datagram; anything not a sane link message is skipped.
+
+    NLMSG_DONE, NLMSG_ERROR and unrelated types are ignored; a header whose length runs
+    past the buffer ends parsing.  Never raises.
+    """
+    events: list[LinkEvent] = []
+    off = 0
+    while off + _NLMSGHDR.size <= len(data):
+        mlen, mtype, _flags, _seq, _pid = _NLMSGHDR.unpack_from(data, off)
+        if mlen < _NLMSGHDR.size or off + mlen > len(data):
+            break
+        if mtype in (RTM_NEWLINK, RTM_DELLINK):
+            ev = _parse_link(mtype, data[off + _NLMSGHDR.size : off + mlen])
+            if ev is not None:
+                events.append(ev)
+        off += _align4(mlen)
+    return events

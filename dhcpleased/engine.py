@@ -1,0 +1,415 @@
+"""The engine process (engine.c, its I/O half).
+
+The engine is the only process that parses bytes from the network, so it holds no
+network descriptor at all: frames arrive over imsg from the frontend, decisions leave
+over imsg to the parent. Everything protocol-shaped lives in the pure modules
+(:mod:`packet` parses, :mod:`fsm` decides); this module is the asyncio shell that feeds
+them the loop's monotonic clock, turns their actions into imsgs and re-arms one timer per
+interface. Any malformed message from a sibling process is fatal: that sibling is assumed
+compromised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import signal
+import socket
+from dataclasses import dataclass
+from ipaddress import IPv4Address
+
+from dhcpleased import defs, fsm, imsg, packet, sandbox
+from dhcpleased.imsg import ImsgError, ImsgType, type_name
+from dhcpleased.ipc import Channel, Imsg
+from dhcpleased.lease import parse_lease
+from dhcpleased.log import log, log_getverbose, log_init, log_setverbose
+
+IF_OPER_UNKNOWN = 0
+IF_OPER_UP = 6
+ZERO = IPv4Address(0)
+
+
+@dataclass
+class EngineConf:
+    """What the engine needs of an interface block (vendor id and host name are the frontend's)."""
+
+    name: str
+    ignore: int = 0
+    ignore_servers: tuple[IPv4Address, ...] = ()
+    prefer_ipv6: bool = False
+    c_id: bytes | None = None
+    got_c_id: bool = False
+    got_vc_id: bool = False
+
+    def fsm_config(self) -> fsm.FsmConfig:
+        return fsm.FsmConfig(
+            prefer_ipv6=self.prefer_ipv6,
+            ignore_dns=bool(self.ignore & defs.IGN_DNS),
+            ignore_routes=bool(self.ignore & defs.IGN_ROUTES),
+        )
+
+
+@dataclass
+class EngineIface:
+    if_index: int
+    name: str
+    hw_address: bytes
+    running: bool
+    link_state: int
+    machine: fsm.Fsm
+    timer: asyncio.TimerHandle | None = None
+    armed: float | None = None
+    server: IPv4Address = ZERO  # of the last Configure, for the parent's "deleting" log line
+
+    @property
+    def up(self) -> bool:
+        return self.running and self.link_state in (IF_OPER_UP, IF_OPER_UNKNOWN)
+
+
+class Engine:
+    """engine_dispatch_main / engine_dispatch_frontend and the per-interface timers."""
+
+    def __init__(self, parent_sock: socket.socket, rng: random.Random) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.rng = rng
+        self.main = Channel(parent_sock, self.dispatch_main, self.lost_main, name="main")
+        self.frontend: Channel | None = None
+        self.conf: dict[str, EngineConf] = {}
+        self.nconf: dict[str, EngineConf] | None = None
+        self.cur: EngineConf | None = None
+        self.ifaces: dict[int, EngineIface] = {}
+        self.done: asyncio.Future[int] = self.loop.create_future()
+
+    async def run(self) -> int:
+        self.main.start()
+        code = await self.done
+        for iface in self.ifaces.values():
+            if iface.timer is not None:
+                iface.timer.cancel()
+        if self.frontend is not None:
+            self.frontend.close()
+        self.main.close()
+        return code
+
+    def fatal(self, message: str) -> None:
+        if not self.done.done():
+            log.critical("fatal in engine: %s", message)
+            self.done.set_result(1)
+
+    def lost_main(self, reason: str) -> None:
+        # The parent closing its end is how a clean shutdown reaches us.
+        if not self.done.done():
+            if reason != "peer closed":
+                log.critical("fatal in engine: channel to main: %s", reason)
+            self.done.set_result(0 if reason == "peer closed" else 1)
+
+    def lost_frontend(self, reason: str) -> None:
+        self.fatal(f"lost connection to frontend: {reason}")
+
+    # --- from the parent ----------------------------------------------------------------------
+    def dispatch_main(self, msg: Imsg) -> None:
+        """engine_dispatch_main."""
+        if self.done.done():
+            return
+        try:
+            self._dispatch_main(msg)
+        except ImsgError as e:
+            self.fatal(f"engine_dispatch_main: invalid {type_name(msg.type)}: {e}")
+        except ValueError:
+            self.fatal(f"engine_dispatch_main: unexpected {type_name(msg.type)}")
+
+    def _dispatch_main(self, msg: Imsg) -> None:
+        t = ImsgType(msg.type)
+        if msg.fd is not None and t is not ImsgType.SOCKET_IPC:
+            raise ImsgError("unexpected descriptor")
+        if t is ImsgType.SOCKET_IPC:
+            imsg.Empty.unpack(msg.data)
+            if msg.fd is None:
+                raise ImsgError("expected a descriptor")
+            if self.frontend is not None:
+                raise ImsgError("received a second IPC socket")
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET, 0, fileno=msg.fd)
+            self.frontend = Channel(
+                sock, self.dispatch_frontend, self.lost_frontend, name="frontend"
+            )
+            self.frontend.start()
+        elif t is ImsgType.RECONF_CONF:
+            imsg.Empty.unpack(msg.data)
+            if self.nconf is not None:
+                raise ImsgError("RECONF_CONF already in progress")
+            self.nconf, self.cur = {}, None
+        elif t is ImsgType.RECONF_IFACE:
+            ic = imsg.IfaceConf.unpack(msg.data)
+            if self.nconf is None:
+                raise ImsgError("RECONF_IFACE without RECONF_CONF")
+            self.cur = self.nconf.setdefault(ic.name, EngineConf(ic.name))
+            self.cur.ignore = ic.ignore
+            self.cur.ignore_servers = ic.ignore_servers
+            self.cur.prefer_ipv6 = ic.prefer_ipv6
+        elif t in (ImsgType.RECONF_VC_ID, ImsgType.RECONF_C_ID):
+            opt = imsg.OptionBytes.unpack(msg.data)
+            cur = self.cur
+            if cur is None:
+                raise ImsgError(f"{type_name(t)} without RECONF_IFACE")
+            if t is ImsgType.RECONF_C_ID:
+                if cur.got_c_id:
+                    raise ImsgError("client id repeated")
+                cur.got_c_id, cur.c_id = True, opt.data
+            else:
+                if cur.got_vc_id:
+                    raise ImsgError("vendor class id repeated")
+                cur.got_vc_id = True
+        elif t is ImsgType.RECONF_END:
+            imsg.Empty.unpack(msg.data)
+            if self.nconf is None:
+                raise ImsgError("RECONF_END without RECONF_CONF")
+            self.conf, self.nconf, self.cur = self.nconf, None, None
+            now = self.loop.time()
+            for iface in self.ifaces.values():
+                self.apply(
+                    iface, iface.machine.reconfigure(self.iface_conf(iface).fsm_config(), now)
+                )
+        elif t is ImsgType.UPDATE_IF:
+            self.update_if(imsg.IfInfo.unpack(msg.data))
+        elif t is ImsgType.CTL_LOG_VERBOSE:
+            log_setverbose(imsg.Verbose.unpack(msg.data).verbose)
+        else:
+            raise ImsgError("not a message main sends to the engine")
+
+    def iface_conf(self, iface: EngineIface) -> EngineConf:
+        return self.conf.get(iface.name) or EngineConf(iface.name)
+
+    def update_if(self, info: imsg.IfInfo) -> None:
+        """Create the interface on first sight; refresh the fsm when its link changed."""
+        now = self.loop.time()
+        iface = self.ifaces.get(info.if_index)
+        if iface is None:
+            conf = self.conf.get(info.if_name) or EngineConf(info.if_name)
+            machine = fsm.Fsm(conf.fsm_config(), self.rng, now)
+            iface = EngineIface(
+                info.if_index, info.if_name, info.hw_address, info.running, info.link_state, machine
+            )
+            self.ifaces[info.if_index] = iface
+            changed = True
+        else:
+            changed = (iface.hw_address, iface.running, iface.link_state) != (
+                info.hw_address,
+                info.running,
+                info.link_state,
+            )
+            iface.name = info.if_name
+            iface.hw_address, iface.running, iface.link_state = (
+                info.hw_address,
+                info.running,
+                info.link_state,
+            )
+        if changed:
+            remembered = parse_lease(info.lease).ip if info.lease else None
+            self.apply(iface, iface.machine.link_update(iface.up, remembered, now))
+
+    # --- from the frontend --------------------------------------------------------------------
+    def dispatch_frontend(self, msg: Imsg) -> None:
+        """engine_dispatch_frontend."""
+        if self.done.done():
+            return
+        try:
+            self._dispatch_frontend(msg)
+        except ImsgError as e:
+            self.fatal(f"engine_dispatch_frontend: invalid {type_name(msg.type)}: {e}")
+        except ValueError:
+            self.fatal(f"engine_dispatch_frontend: unexpected {type_name(msg.type)}")
+
+    def _dispatch_frontend(self, msg: Imsg) -> None:
+        t = ImsgType(msg.type)
+        if msg.fd is not None:
+            raise ImsgError("unexpected descriptor")
+        now = self.loop.time()
+        if t is ImsgType.DHCP:
+            self.receive(imsg.Dhcp.unpack(msg.data), now)
+        elif t is ImsgType.REMOVE_IF:
+            iface = self.ifaces.pop(imsg.IfIndex.unpack(msg.data).if_index, None)
+            if iface is not None:
+                self.apply(iface, iface.machine.remove(now))
+                if iface.timer is not None:
+                    iface.timer.cancel()
+        elif t is ImsgType.REQUEST_REBOOT:
+            found = self.ifaces.get(imsg.IfIndex.unpack(msg.data).if_index)
+            if found is not None:
+                self.apply(found, found.machine.request_reboot(now))
+        elif t is ImsgType.REPROPOSE_RDNS:
+            imsg.Empty.unpack(msg.data)
+            for iface in self.ifaces.values():
+                self.apply(iface, iface.machine.repropose_rdns())
+        elif t is ImsgType.CTL_LOG_VERBOSE:
+            log_setverbose(imsg.Verbose.unpack(msg.data).verbose)
+        elif t is ImsgType.CTL_SHOW_INTERFACE_INFO:
+            self.show_interface_info(imsg.IfIndex.unpack(msg.data).if_index, msg)
+        else:
+            raise ImsgError("not a message the frontend sends to the engine")
+
+    def receive(self, d: imsg.Dhcp, now: float) -> None:
+        """Parse an untrusted frame; anything wrong with it is logged and dropped."""
+        iface = self.ifaces.get(d.if_index)
+        if iface is None:
+            log.debug("frame for unknown interface index %d", d.if_index)
+            return
+        conf = self.iface_conf(iface)
+        res = packet.parse_frame(
+            d.packet,
+            csum_flags=d.csumflags,
+            our_mac=iface.hw_address,
+            xid=iface.machine.xid,
+            ignore_servers=conf.ignore_servers,
+        )
+        if isinstance(res, packet.Rejection):
+            if not res.silent:
+                log.debug("%s: dropped packet: %s", iface.name, res.reason)
+            return
+        if log_getverbose() > 1:
+            log.debug("%s: %r", iface.name, res)
+        if res.client_id is not None:
+            expected = conf.c_id if conf.c_id is not None else b"\x01" + iface.hw_address
+            if res.client_id != expected:
+                if conf.c_id is None and len(res.client_id) != 1 + defs.ETH_ALEN:
+                    log.debug("%s: dropped packet: client id length mismatch", iface.name)
+                    return
+                log.warning("%s: client id mismatch in reply", iface.name)
+        self.apply(iface, iface.machine.receive(res, now))
+
+    def show_interface_info(self, if_index: int, msg: Imsg) -> None:
+        fe = self.frontend
+        if fe is None:
+            return
+        iface = self.ifaces.get(if_index)
+        if iface is None:
+            fe.compose(ImsgType.CTL_END, peerid=msg.peerid, pid=msg.pid)
+            return
+        m = iface.machine
+        info = imsg.CtlEngineInfo(
+            if_index=if_index,
+            running=iface.running,
+            link_state=iface.link_state,
+            state=m.state.value,
+            request_time=m.request_time,
+            server_identifier=m.server_identifier,
+            dhcp_server=m.dhcp_server,
+            requested_ip=m.requested_ip,
+            mask=m.mask,
+            routes=m.routes,
+            nameservers=m.nameservers,
+            lease_time=m.lease_time,
+            renewal_time=m.renewal_time,
+            rebinding_time=m.rebinding_time,
+            domain=m.domain,
+            search=m.search,
+        )
+        fe.compose(ImsgType.CTL_SHOW_INTERFACE_INFO, info.pack(), peerid=msg.peerid, pid=msg.pid)
+
+    # --- actions and timers -------------------------------------------------------------------
+    def apply(self, iface: EngineIface, actions: list[fsm.Action]) -> None:
+        """Carry out the fsm's decisions, in order, then re-arm the interface's timer."""
+        for a in actions:
+            if isinstance(a, fsm.Log):
+                log.log(a.level, "%s: %s", iface.name, a.message)
+            elif isinstance(a, fsm.SendDiscover):
+                self.compose_frontend(
+                    ImsgType.SEND_DISCOVER,
+                    imsg.ReqDhcp(iface.if_index, a.xid, ZERO, ZERO, ZERO, ZERO).pack(),
+                )
+            elif isinstance(a, fsm.SendRequest):
+                req = imsg.ReqDhcp(
+                    iface.if_index,
+                    a.xid,
+                    a.ciaddr,
+                    a.requested_ip or ZERO,
+                    a.server_identifier or ZERO,
+                    a.dhcp_server or ZERO,
+                )
+                self.compose_frontend(ImsgType.SEND_REQUEST, req.pack())
+            elif isinstance(a, fsm.Configure):
+                iface.server = a.server
+                ci = imsg.ConfigureInterface(
+                    if_index=iface.if_index,
+                    rdomain=0,
+                    addr=a.address,
+                    mask=a.mask,
+                    siaddr=a.siaddr,
+                    server=a.server,
+                    # BOOTP file is raw server bytes; the parent writes it to a text file
+                    file=packet.vis(a.file).encode()[: defs.MAX_FILE - 1],
+                    domain_name=a.domain_name,
+                    host_name=a.host_name,
+                    lease_time=a.lease_time,
+                    routes=a.routes,
+                )
+                self.main.compose(ImsgType.CONFIGURE_INTERFACE, ci.pack())
+            elif isinstance(a, fsm.Deconfigure | fsm.WithdrawRoutes):
+                is_deconf = isinstance(a, fsm.Deconfigure)
+                ci = imsg.ConfigureInterface(
+                    if_index=iface.if_index,
+                    rdomain=0,
+                    addr=a.address if isinstance(a, fsm.Deconfigure) else ZERO,
+                    mask=a.mask if isinstance(a, fsm.Deconfigure) else ZERO,
+                    siaddr=ZERO,
+                    server=iface.server,
+                    file=b"",
+                    domain_name="",
+                    host_name="",
+                    lease_time=0,
+                    routes=a.routes,
+                )
+                kind = ImsgType.DECONFIGURE_INTERFACE if is_deconf else ImsgType.WITHDRAW_ROUTES
+                self.main.compose(kind, ci.pack())
+            elif isinstance(a, fsm.ProposeRdns):
+                rd = imsg.ProposeRdns(iface.if_index, 0, a.nameservers, a.domain, a.search)
+                self.main.compose(ImsgType.PROPOSE_RDNS, rd.pack())
+            elif isinstance(a, fsm.WithdrawRdns):
+                rd = imsg.ProposeRdns(iface.if_index, 0, (), "", ())
+                self.main.compose(ImsgType.WITHDRAW_RDNS, rd.pack())
+        self.rearm(iface)
+
+    def compose_frontend(self, mtype: ImsgType, data: bytes) -> None:
+        if self.frontend is None:
+            self.fatal("no channel to the frontend yet")
+            return
+        self.frontend.compose(mtype, data)
+
+    def rearm(self, iface: EngineIface) -> None:
+        deadline = iface.machine.deadline
+        if deadline == iface.armed:
+            return
+        if iface.timer is not None:
+            iface.timer.cancel()
+            iface.timer = None
+        iface.armed = deadline
+        if deadline is not None:
+            iface.timer = self.loop.call_at(deadline, self.timeout, iface)
+
+    def timeout(self, iface: EngineIface) -> None:
+        iface.timer, iface.armed = None, None
+        if self.ifaces.get(iface.if_index) is iface:
+            self.apply(iface, iface.machine.timeout(self.loop.time()))
+
+
+def engine_main(debug: bool, verbose: int) -> int:
+    """Entry point of ``dhcpleased -E``: channel on fd 3, drop privileges, serve."""
+    log_init(debug, verbose, "engine")
+    for signo in (signal.SIGHUP, signal.SIGPIPE, signal.SIGINT):
+        signal.signal(signo, signal.SIG_IGN)
+    parent_sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET, 0, fileno=3)
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    rng = random.Random()  # seeded from os.urandom, before any sandbox
+    try:
+        sandbox.enter_child("engine")
+    except sandbox.SandboxError as e:
+        log.critical("fatal in engine: %s", e)
+        return 1
+
+    async def serve() -> int:
+        return await Engine(parent_sock, rng).run()
+
+    try:
+        return loop.run_until_complete(serve())
+    finally:
+        loop.close()

@@ -1,0 +1,414 @@
+"""The frontend process (frontend.c).
+
+The frontend moves packets and never looks inside them: it holds the packet sockets the
+parent opened (filter locked), the UDP sockets for unicast renewals and the netlink socket
+for link events; it forwards every received frame to the engine as raw bytes and builds
+the DISCOVER/REQUEST frames the engine asks for from plain field values. Interfaces are
+the ones the parent's configuration names; one that does not exist yet is picked up when
+the kernel announces it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+from dataclasses import dataclass
+from ipaddress import IPv4Address
+
+from dhcpleased import bpf, defs, imsg, packet, sandbox
+from dhcpleased.imsg import ImsgError, ImsgType, type_name
+from dhcpleased.ipc import Channel, Imsg
+from dhcpleased.log import log, log_init
+
+ARPHRD_ETHER = 1
+FRAMES_PER_WAKEUP = 64  # bound the work one readable socket can cause before others run
+
+
+@dataclass
+class FrontendConf:
+    """What the frontend needs of an interface block to build its packets."""
+
+    name: str
+    ignore: int = 0
+    ignore_servers: tuple[IPv4Address, ...] = ()
+    prefer_ipv6: bool = False
+    vc_id: bytes | None = None
+    c_id: bytes | None = None
+    h_name: str | None = None
+
+
+@dataclass
+class FrontendIface:
+    if_index: int
+    name: str
+    hw_address: bytes
+    running: bool
+    link_state: int
+    bpf: socket.socket | None = None
+    udp: socket.socket | None = None
+    discover_pending: bool = False
+
+
+class Frontend:
+    """frontend_dispatch_main / frontend_dispatch_engine and the link watch."""
+
+    def __init__(self, parent_sock: socket.socket, hostname: str) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.hostname = hostname
+        self.main = Channel(parent_sock, self.dispatch_main, self.lost_main, name="main")
+        self.engine: Channel | None = None
+        self.conf: dict[str, FrontendConf] = {}
+        self.nconf: dict[str, FrontendConf] | None = None
+        self.cur: FrontendConf | None = None
+        self.routesock: socket.socket | None = None
+        self.links: dict[int, bpf.LinkEvent] = {}  # every link the kernel told us about
+        self.ifaces: dict[int, FrontendIface] = {}  # the ones we manage
+        self.started = False
+        self.done: asyncio.Future[int] = self.loop.create_future()
+
+    async def run(self) -> int:
+        self.main.start()
+        code = await self.done
+        for iface in list(self.ifaces.values()):
+            self.close_sockets(iface)
+        if self.routesock is not None:
+            self.loop.remove_reader(self.routesock.fileno())
+            self.routesock.close()
+        if self.engine is not None:
+            self.engine.close()
+        self.main.close()
+        return code
+
+    def fatal(self, message: str) -> None:
+        if not self.done.done():
+            log.critical("fatal in frontend: %s", message)
+            self.done.set_result(1)
+
+    def lost_main(self, reason: str) -> None:
+        if not self.done.done():
+            if reason != "peer closed":
+                log.critical("fatal in frontend: channel to main: %s", reason)
+            self.done.set_result(0 if reason == "peer closed" else 1)
+
+    def lost_engine(self, reason: str) -> None:
+        self.fatal(f"lost connection to engine: {reason}")
+
+    # --- from the parent ----------------------------------------------------------------------
+    def dispatch_main(self, msg: Imsg) -> None:
+        """frontend_dispatch_main."""
+        if self.done.done():
+            if msg.fd is not None:
+                socket.close(msg.fd)
+            return
+        try:
+            self._dispatch_main(msg)
+        except ImsgError as e:
+            if msg.fd is not None:
+                socket.close(msg.fd)
+            self.fatal(f"frontend_dispatch_main: invalid {type_name(msg.type)}: {e}")
+        except ValueError:
+            if msg.fd is not None:
+                socket.close(msg.fd)
+            self.fatal(f"frontend_dispatch_main: unexpected {type_name(msg.type)}")
+
+    def _dispatch_main(self, msg: Imsg) -> None:
+        t = ImsgType(msg.type)
+        wants_fd = t in (
+            ImsgType.SOCKET_IPC,
+            ImsgType.ROUTESOCK,
+            ImsgType.BPFSOCK,
+            ImsgType.UDPSOCK,
+        )
+        if wants_fd != (msg.fd is not None):
+            raise ImsgError("descriptor expected" if wants_fd else "unexpected descriptor")
+        if t is ImsgType.SOCKET_IPC:
+            imsg.Empty.unpack(msg.data)
+            if self.engine is not None:
+                raise ImsgError("received a second IPC socket")
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET, 0, fileno=msg.fd)
+            self.engine = Channel(sock, self.dispatch_engine, self.lost_engine, name="engine")
+            self.engine.start()
+        elif t is ImsgType.ROUTESOCK:
+            imsg.Empty.unpack(msg.data)
+            if self.routesock is not None:
+                raise ImsgError("received a second routing socket")
+            self.routesock = socket.socket(
+                socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE, fileno=msg.fd
+            )
+            self.routesock.setblocking(False)
+            self.loop.add_reader(self.routesock.fileno(), self.route_receive)
+        elif t is ImsgType.STARTUP:
+            imsg.Empty.unpack(msg.data)
+            if self.routesock is None:
+                raise ImsgError("STARTUP before ROUTESOCK")
+            self.started = True
+            bpf.request_link_dump(self.routesock, 1)
+        elif t is ImsgType.BPFSOCK:
+            self.set_bpfsock(imsg.IfIndex.unpack(msg.data).if_index, msg.fd)
+        elif t is ImsgType.UDPSOCK:
+            self.set_udpsock(imsg.IfIndex.unpack(msg.data).if_index, msg.fd)
+        elif t is ImsgType.CLOSE_UDPSOCK:
+            iface = self.ifaces.get(imsg.IfIndex.unpack(msg.data).if_index)
+            if iface is not None and iface.udp is not None:
+                iface.udp.close()
+                iface.udp = None
+        elif t in (
+            ImsgType.RECONF_CONF,
+            ImsgType.RECONF_IFACE,
+            ImsgType.RECONF_VC_ID,
+            ImsgType.RECONF_C_ID,
+            ImsgType.RECONF_H_NAME,
+            ImsgType.RECONF_END,
+        ):
+            self.reconf(t, msg.data)
+        else:
+            raise ImsgError("not a message main sends to the frontend")
+
+    def reconf(self, t: ImsgType, data: bytes) -> None:
+        if t is ImsgType.RECONF_CONF:
+            imsg.Empty.unpack(data)
+            if self.nconf is not None:
+                raise ImsgError("RECONF_CONF already in progress")
+            self.nconf, self.cur = {}, None
+            return
+        if self.nconf is None:
+            raise ImsgError(f"{type_name(t)} without RECONF_CONF")
+        if t is ImsgType.RECONF_IFACE:
+            ic = imsg.IfaceConf.unpack(data)
+            self.cur = self.nconf.setdefault(ic.name, FrontendConf(ic.name))
+            self.cur.ignore, self.cur.ignore_servers = ic.ignore, ic.ignore_servers
+            self.cur.prefer_ipv6 = ic.prefer_ipv6
+            return
+        if t is ImsgType.RECONF_END:
+            imsg.Empty.unpack(data)
+            old, self.conf = self.conf, self.nconf
+            self.nconf, self.cur = None, None
+            self.config_changed(old)
+            return
+        cur = self.cur
+        if cur is None:
+            raise ImsgError(f"{type_name(t)} without RECONF_IFACE")
+        if t is ImsgType.RECONF_H_NAME:
+            if cur.h_name is not None:
+                raise ImsgError("host name repeated")
+            cur.h_name = imsg.HostName.unpack(data).name
+            return
+        opt = imsg.OptionBytes.unpack(data)
+        if t is ImsgType.RECONF_VC_ID:
+            if cur.vc_id is not None:
+                raise ImsgError("vendor class id repeated")
+            cur.vc_id = opt.data
+        else:
+            if cur.c_id is not None:
+                raise ImsgError("client id repeated")
+            cur.c_id = opt.data
+
+    def config_changed(self, old: dict[str, FrontendConf]) -> None:
+        """Diff old and new: drop removed interfaces, pick up new ones, re-request changed."""
+        for iface in list(self.ifaces.values()):
+            if iface.name not in self.conf:
+                self.remove_iface(iface)
+            elif old.get(iface.name) != self.conf[iface.name]:
+                self.compose_engine(ImsgType.REQUEST_REBOOT, imsg.IfIndex(iface.if_index).pack())
+        if self.started:
+            for link in list(self.links.values()):
+                if link.if_index not in self.ifaces:
+                    self.link_event(link)
+
+    def set_bpfsock(self, if_index: int, fd: int | None) -> None:
+        assert fd is not None
+        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0, fileno=fd)
+        iface = self.ifaces.get(if_index)
+        if iface is None:  # went away while the parent was opening it
+            sock.close()
+            return
+        if iface.bpf is not None:
+            self.loop.remove_reader(iface.bpf.fileno())
+            iface.bpf.close()
+        sock.setblocking(False)
+        iface.bpf = sock
+        self.loop.add_reader(sock.fileno(), self.bpf_receive, iface)
+        if iface.discover_pending:
+            iface.discover_pending = False
+            self.compose_engine(ImsgType.REQUEST_REBOOT, imsg.IfIndex(if_index).pack())
+
+    def set_udpsock(self, if_index: int, fd: int | None) -> None:
+        assert fd is not None
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, 0, fileno=fd)
+        iface = self.ifaces.get(if_index)
+        if iface is None:
+            sock.close()
+            return
+        if iface.udp is not None:
+            iface.udp.close()
+        sock.setblocking(False)
+        iface.udp = sock
+
+    # --- link events --------------------------------------------------------------------------
+    def route_receive(self) -> None:
+        assert self.routesock is not None
+        for _ in range(FRAMES_PER_WAKEUP):
+            try:
+                data = self.routesock.recv(65536)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:  # ENOBUFS: we missed events, ask for the whole table again
+                log.warning("routing socket: %s", e.strerror)
+                bpf.request_link_dump(self.routesock, 2)
+                return
+            for event in bpf.parse_link_messages(data):
+                self.link_event(event)
+
+    def link_event(self, ev: bpf.LinkEvent) -> None:
+        if ev.deleted:
+            self.links.pop(ev.if_index, None)
+        else:
+            self.links[ev.if_index] = ev
+        iface = self.ifaces.get(ev.if_index)
+        usable = (
+            not ev.deleted
+            and ev.if_name in self.conf
+            and ev.arphrd == ARPHRD_ETHER
+            and len(ev.hw_address) == defs.ETH_ALEN
+        )
+        if not usable:
+            if iface is not None:
+                self.remove_iface(iface)
+            return
+        if iface is None:
+            iface = FrontendIface(ev.if_index, ev.if_name, ev.hw_address, ev.up, ev.link_state)
+            self.ifaces[ev.if_index] = iface
+            log.debug("managing %s (index %d)", ev.if_name, ev.if_index)
+            self.main.compose(ImsgType.OPEN_BPFSOCK, imsg.IfIndex(ev.if_index).pack())
+        elif (iface.name, iface.hw_address, iface.running, iface.link_state) == (
+            ev.if_name,
+            ev.hw_address,
+            ev.up,
+            ev.link_state,
+        ):
+            return
+        iface.name, iface.hw_address = ev.if_name, ev.hw_address
+        iface.running, iface.link_state = ev.up, ev.link_state
+        info = imsg.IfInfo(
+            ev.if_index, ev.if_name, 0, ev.up, ev.link_state, ev.hw_address, lease=""
+        )
+        self.main.compose(ImsgType.UPDATE_IF, info.pack())
+
+    def remove_iface(self, iface: FrontendIface) -> None:
+        log.debug("no longer managing %s", iface.name)
+        self.close_sockets(iface)
+        del self.ifaces[iface.if_index]
+        self.compose_engine(ImsgType.REMOVE_IF, imsg.IfIndex(iface.if_index).pack())
+
+    def close_sockets(self, iface: FrontendIface) -> None:
+        if iface.bpf is not None:
+            self.loop.remove_reader(iface.bpf.fileno())
+            iface.bpf.close()
+            iface.bpf = None
+        if iface.udp is not None:
+            iface.udp.close()
+            iface.udp = None
+
+    # --- packets ------------------------------------------------------------------------------
+    def bpf_receive(self, iface: FrontendIface) -> None:
+        """Forward frames untouched; the engine, not us, decides what they mean."""
+        sock = iface.bpf
+        if sock is None:
+            return
+        for _ in range(FRAMES_PER_WAKEUP):
+            try:
+                got = bpf.recv_frame(sock)
+            except OSError as e:
+                log.warning("%s: packet socket: %s", iface.name, e.strerror)
+                return
+            if got is None:
+                return
+            frame, csumflags = got
+            self.compose_engine(ImsgType.DHCP, imsg.Dhcp(iface.if_index, csumflags, frame).pack())
+
+    def dispatch_engine(self, msg: Imsg) -> None:
+        """frontend_dispatch_engine."""
+        if self.done.done():
+            return
+        try:
+            if msg.fd is not None:
+                socket.close(msg.fd)
+                raise ImsgError("unexpected descriptor")
+            t = ImsgType(msg.type)
+            if t in (ImsgType.SEND_DISCOVER, ImsgType.SEND_REQUEST):
+                self.send_packet(t, imsg.ReqDhcp.unpack(msg.data))
+            else:
+                raise ImsgError("not a message the engine sends to the frontend")
+        except ImsgError as e:
+            self.fatal(f"frontend_dispatch_engine: invalid {type_name(msg.type)}: {e}")
+        except ValueError:
+            self.fatal(f"frontend_dispatch_engine: unexpected {type_name(msg.type)}")
+
+    def send_packet(self, t: ImsgType, req: imsg.ReqDhcp) -> None:
+        iface = self.ifaces.get(req.if_index)
+        if iface is None:
+            return
+        conf = self.conf.get(iface.name) or FrontendConf(iface.name)
+        if conf.h_name is None:
+            host_name: str | None = self.hostname or None
+        else:
+            host_name = conf.h_name or None
+        r = packet.Request(
+            message_type=defs.DHCPDISCOVER if t is ImsgType.SEND_DISCOVER else defs.DHCPREQUEST,
+            xid=req.xid,
+            mac=iface.hw_address,
+            ciaddr=req.ciaddr,
+            requested_ip=None if req.requested_ip.is_unspecified else req.requested_ip,
+            server_identifier=(
+                None if req.server_identifier.is_unspecified else req.server_identifier
+            ),
+            host_name=host_name,
+            client_id=conf.c_id,
+            vendor_class_id=conf.vc_id,
+            prefer_ipv6=conf.prefer_ipv6,
+        )
+        if not req.dhcp_server.is_unspecified and iface.udp is not None:
+            try:
+                iface.udp.sendto(packet.build_bootp(r), (str(req.dhcp_server), defs.SERVER_PORT))
+                return
+            except OSError as e:
+                log.debug("%s: unicast to %s: %s", iface.name, req.dhcp_server, e.strerror)
+        if iface.bpf is None:
+            # The original sends a DISCOVER once the socket arrives: ask the engine again.
+            iface.discover_pending = True
+            return
+        try:
+            bpf.send_frame(iface.bpf, packet.build_frame(r))
+        except OSError as e:
+            log.warning("%s: cannot send: %s", iface.name, e.strerror)
+
+    def compose_engine(self, mtype: ImsgType, data: bytes) -> None:
+        if self.engine is None:
+            self.fatal("no channel to the engine yet")
+            return
+        self.engine.compose(mtype, data)
+
+
+def frontend_main(debug: bool, verbose: int) -> int:
+    """Entry point of ``dhcpleased -F``: channel on fd 3, drop privileges, serve."""
+    log_init(debug, verbose, "frontend")
+    for signo in (signal.SIGHUP, signal.SIGPIPE, signal.SIGINT):
+        signal.signal(signo, signal.SIG_IGN)
+    parent_sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET, 0, fileno=3)
+    hostname = socket.gethostname().split(".", 1)[0]
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        sandbox.enter_child("frontend")
+    except sandbox.SandboxError as e:
+        log.critical("fatal in frontend: %s", e)
+        return 1
+
+    async def serve() -> int:
+        return await Frontend(parent_sock, hostname).run()
+
+    try:
+        return loop.run_until_complete(serve())
+    finally:
+        loop.close()

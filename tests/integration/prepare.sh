@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs what the lab needs on a fresh machine (as root): dnsmasq and the _dhcp user.
+# Used by `make demo` and by CI.
+set -euo pipefail
+if [ "$(id -u)" -ne 0 ]; then
+    echo "prepare.sh: run as root (the lab builds network namespaces)" >&2
+    exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+if ! command -v dnsmasq >/dev/null 2>&1 && [ ! -x /usr/sbin/dnsmasq ]; then
+    apt-get update -qq
+    # dnsmasq-base: the binary only, no system service binding the host's port 53
+    apt-get install -y -qq dnsmasq-base iproute2 >/dev/null
+fi
+if ! getent passwd _dhcp >/dev/null; then
+    useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin _dhcp
+fi

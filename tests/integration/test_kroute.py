@@ -1,0 +1,212 @@
+"""dhcpleased.kroute against a real kernel, in the lab's client netns.
+
+KRoute runs in a child process inside the netns (``ip netns exec``) that takes one JSON
+command per line, so the test can look at ``ip -j addr/route`` between steps.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.integration.lab import Lab
+
+pytestmark = pytest.mark.integration
+
+SERVER = r"""
+import asyncio, json, logging, socket, sys
+from ipaddress import IPv4Address as A
+from dhcpleased.kroute import KRoute
+from dhcpleased.packet import Route
+logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+
+async def main():
+    k = KRoute()
+    await k.open()
+    loop = asyncio.get_running_loop()
+    while line := await loop.run_in_executor(None, sys.stdin.readline):
+        cmd = json.loads(line)
+        idx = cmd.get("index") or socket.if_nametoindex(cmd["ifname"])
+        routes = [Route(A(d), A(m), A(g)) for d, m, g in cmd.get("routes", [])]
+        try:
+            if cmd["op"] == "configure":
+                await k.configure(idx, A(cmd["addr"]), A(cmd["mask"]), routes)
+            elif cmd["op"] == "deconfigure":
+                await k.deconfigure(idx, A(cmd["addr"]), A(cmd["mask"]), routes)
+            else:
+                await k.withdraw_routes(idx, routes)
+            print(json.dumps({"ok": True}), flush=True)
+        except OSError as e:
+            print(json.dumps({"ok": False, "errno": e.errno, "error": str(e)}), flush=True)
+    await k.close()
+
+asyncio.run(main())
+"""
+
+ANY = "0.0.0.0"
+M24 = "255.255.255.0"
+
+
+class KRouteChild:
+    def __init__(self, lab: Lab) -> None:
+        self.lab = lab
+        self.proc = lab.spawn_in(
+            lab.cli_ns,
+            [sys.executable, "-c", SERVER],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def __call__(self, op: str, ifname: str | None = None, **kw: Any) -> dict[str, Any]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        cmd = {"op": op, "ifname": ifname or self.lab.ifname, **kw}
+        self.proc.stdin.write(json.dumps(cmd) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        assert line, self.proc.stderr.read() if self.proc.stderr else "child died"
+        reply: dict[str, Any] = json.loads(line)
+        return reply
+
+
+@pytest.fixture
+def kr() -> Iterator[KRouteChild]:
+    with Lab(start_dnsmasq=False) as lab:
+        yield KRouteChild(lab)
+
+
+def dhcp_routes(lab: Lab) -> dict[str, dict[str, Any]]:
+    return {r["dst"]: r for r in lab.routes() if r.get("protocol") == "dhcp"}
+
+
+def net(lab: Lab, host: int) -> str:
+    return str(lab.subnet.network_address + host)
+
+
+def test_configure_routes_of_every_kind(kr: KRouteChild) -> None:
+    lab = kr.lab
+    addr, gw, gw2 = net(lab, 50), net(lab, 1), net(lab, 2)
+    routes = [
+        [ANY, ANY, gw],  # option 3: default via an on-subnet router
+        ["198.18.5.0", M24, ANY],  # 121 with gateway 0: on-link
+        ["198.18.6.0", M24, gw2],
+        ["198.18.7.0", M24, "198.18.99.1"],  # gateway off the subnet: /32 helper first
+    ]
+    assert kr("configure", addr=addr, mask=M24, routes=routes) == {"ok": True}
+    assert lab.addresses() == [f"{addr}/24"]
+    info = lab.exec_in(lab.cli_ns, ["ip", "-j", "-4", "addr", "show", "dev", lab.ifname])
+    assert json.loads(info.stdout)[0]["addr_info"][0]["broadcast"] == net(lab, 255)
+
+    got = dhcp_routes(lab)
+    assert set(got) == {"default", "198.18.5.0/24", "198.18.6.0/24", "198.18.7.0/24", "198.18.99.1"}
+    assert got["default"]["gateway"] == gw
+    assert got["198.18.5.0/24"]["scope"] == "link" and "gateway" not in got["198.18.5.0/24"]
+    assert got["198.18.6.0/24"]["gateway"] == gw2
+    assert got["198.18.7.0/24"]["gateway"] == "198.18.99.1"
+    assert got["198.18.99.1"]["scope"] == "link"
+    for r in got.values():
+        assert r["dev"] == lab.ifname
+        assert r["prefsrc"] == addr
+        assert r["metric"] == got["default"]["metric"] >= 1000
+
+    # a renewal configures the same again: no error, nothing doubled
+    before = lab.routes()
+    assert kr("configure", addr=addr, mask=M24, routes=routes) == {"ok": True}
+    assert lab.routes() == before
+    assert lab.addresses() == [f"{addr}/24"]
+
+    # ignore routes: withdrawn with their helper, the address and kernel route stay
+    assert kr("withdraw", routes=routes) == {"ok": True}
+    assert dhcp_routes(lab) == {}
+    assert lab.addresses() == [f"{addr}/24"]
+    assert [r["protocol"] for r in lab.routes()] == ["kernel"]
+    assert kr("withdraw", routes=routes) == {"ok": True}  # already gone: fine
+
+
+def test_off_subnet_default_gateway_and_own_address_gateway(kr: KRouteChild) -> None:
+    lab = kr.lab
+    addr, gw = net(lab, 60), net(lab, 1)
+    # a /32 lease (cloud style): the router is outside the "subnet"
+    assert kr("configure", addr=addr, mask="255.255.255.255", routes=[[ANY, ANY, gw]]) == {
+        "ok": True
+    }
+    assert lab.addresses() == [f"{addr}/32"]
+    got = dhcp_routes(lab)
+    assert set(got) == {gw, "default"}
+    assert got[gw]["scope"] == "link"
+    assert got["default"]["gateway"] == gw
+    assert kr("deconfigure", addr=addr, mask="255.255.255.255", routes=[[ANY, ANY, gw]]) == {
+        "ok": True
+    }
+    assert lab.addresses() == []
+    assert dhcp_routes(lab) == {}
+
+    # router == our own address: an on-link default route
+    assert kr("configure", addr=addr, mask=M24, routes=[[ANY, ANY, addr]]) == {"ok": True}
+    got = dhcp_routes(lab)
+    assert set(got) == {"default"}
+    assert got["default"]["scope"] == "link"
+    assert "gateway" not in got["default"]
+
+
+def test_prefix_change_replaces_the_address(kr: KRouteChild) -> None:
+    lab = kr.lab
+    addr = net(lab, 70)
+    routes = [[ANY, ANY, net(lab, 1)]]
+    assert kr("configure", addr=addr, mask=M24, routes=routes) == {"ok": True}
+    assert kr("configure", addr=addr, mask="255.255.0.0", routes=routes) == {"ok": True}
+    assert lab.addresses() == [f"{addr}/16"]
+    assert "default" in dhcp_routes(lab)
+
+
+def test_deconfigure_leaves_other_routes_alone(kr: KRouteChild) -> None:
+    lab = kr.lab
+    addr, gw = net(lab, 80), net(lab, 1)
+    routes = [[ANY, ANY, gw], ["198.18.5.0", M24, ANY]]
+    assert kr("configure", addr=addr, mask=M24, routes=routes) == {"ok": True}
+    # somebody else's address and routes on the same interface, one of them proto dhcp
+    # too (the kernel flushes every route of a link that loses its last IPv4 address)
+    lab.exec_in(lab.cli_ns, ["ip", "addr", "add", "198.18.40.1/24", "dev", lab.ifname])
+    lab.exec_in(lab.cli_ns, ["ip", "route", "add", "198.18.42.0/24", "dev", lab.ifname])
+    lab.exec_in(
+        lab.cli_ns,
+        ["ip", "route", "add", "198.18.41.0/24", "dev", lab.ifname, "proto", "dhcp"],
+    )
+    assert kr("deconfigure", addr=addr, mask=M24, routes=routes) == {"ok": True}
+    assert lab.addresses() == ["198.18.40.1/24"]
+    left = {r["dst"]: r.get("protocol", "boot") for r in lab.routes()}  # -j omits boot
+    assert left == {"198.18.40.0/24": "kernel", "198.18.41.0/24": "dhcp", "198.18.42.0/24": "boot"}
+    # deconfiguring twice (address already gone) is not an error
+    assert kr("deconfigure", addr=addr, mask=M24, routes=routes) == {"ok": True}
+
+
+def test_two_interfaces_keep_a_default_route_each(kr: KRouteChild) -> None:
+    lab = kr.lab
+    lab.exec_in(lab.cli_ns, ["ip", "link", "add", "dl1", "type", "veth", "peer", "name", "dl1p"])
+    for dev in ("dl1", "dl1p"):
+        lab.exec_in(lab.cli_ns, ["ip", "link", "set", dev, "up"])
+    a0, g0 = net(lab, 90), net(lab, 1)
+    a1, g1 = "198.18.20.90", "198.18.20.1"
+    assert kr("configure", addr=a0, mask=M24, routes=[[ANY, ANY, g0]]) == {"ok": True}
+    assert kr("configure", "dl1", addr=a1, mask=M24, routes=[[ANY, ANY, g1]]) == {"ok": True}
+    defaults = {r["dev"]: r for r in lab.routes() if r["dst"] == "default"}
+    assert set(defaults) == {lab.ifname, "dl1"}
+    assert defaults[lab.ifname]["gateway"] == g0 and defaults["dl1"]["gateway"] == g1
+    assert defaults[lab.ifname]["metric"] != defaults["dl1"]["metric"]
+    assert kr("deconfigure", addr=a0, mask=M24, routes=[[ANY, ANY, g0]]) == {"ok": True}
+    defaults = {r["dev"]: r for r in lab.routes() if r["dst"] == "default"}
+    assert set(defaults) == {"dl1"}
+
+
+def test_errors_come_back_as_oserror(kr: KRouteChild) -> None:
+    r = kr("configure", addr=net(kr.lab, 5), mask="255.0.255.0", routes=[])
+    assert r["ok"] is False and "not contiguous" in r["error"]
+    r = kr("configure", addr=net(kr.lab, 5), mask=M24, routes=[], index=9999)
+    assert r["ok"] is False and r["errno"] == errno.ENODEV

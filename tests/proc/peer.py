@@ -1,0 +1,43 @@
+"""A fake sibling process for process tests: one end of a SEQPACKET pair, with a queue."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+from dhcpleased.imsg import ImsgType, type_name
+from dhcpleased.ipc import Channel, Imsg
+
+
+class Peer:
+    """Plays the parent, the frontend or the engine opposite the process under test."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.queue: asyncio.Queue[Imsg] = asyncio.Queue()
+        self.closed = asyncio.Event()
+        self.reason = ""
+        self.ch = Channel(sock, self.queue.put_nowait, self._lost, name="peer")
+        self.ch.start()
+
+    def _lost(self, reason: str) -> None:
+        self.reason = reason
+        self.closed.set()
+
+    def send(self, t: ImsgType | int, data: bytes = b"", **kw: int | None) -> None:
+        self.ch.compose(t, data, **kw)  # type: ignore[arg-type]
+
+    async def expect(self, t: ImsgType, timeout: float = 2.0) -> Imsg:
+        msg = await asyncio.wait_for(self.queue.get(), timeout)
+        assert msg.type == t, f"expected {type_name(t)}, got {type_name(msg.type)}"
+        return msg
+
+    async def quiet(self, wait: float = 0.1) -> None:
+        await asyncio.sleep(wait)
+        assert self.queue.empty(), type_name(self.queue.get_nowait().type)
+
+    def close(self) -> None:
+        self.ch.close()
+
+
+def pair() -> tuple[socket.socket, socket.socket]:
+    return socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)

@@ -360,8 +360,11 @@ class Main:
             job = await self.work.get()
             try:
                 await job()
-            except OSError as e:
+            except OSError as e:  # the kernel said no: log it, keep serving
                 log.warning("%s", e)
+            except Exception as e:  # a bug here must end the daemon, not stall it
+                self.fail(f"internal error: {e!r}")
+                return
 
     # --- configuration ------------------------------------------------------------------------
     def send_config(self) -> None:

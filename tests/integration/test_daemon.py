@@ -252,3 +252,22 @@ for f in frames * 50:
         time.sleep(1)
         assert daemon.poll() is None
         assert leased(lab) == addr
+
+
+def test_interface_from_config_is_picked_up_when_it_appears() -> None:
+    """No interface on the command line: config blocks name them, even ones not there yet."""
+    with Lab() as lab:
+        conf = lab.tmp / "dhcpleased.conf"
+        conf.write_text('interface late0 {\n\tsend host name "late"\n}\n')
+        daemon = lab.start_daemon("-d", "-v", "-f", str(conf))
+        lab.wait_for(lambda: "startup" in daemon_log(lab), 10)
+        assert leased(lab) is None
+        lab.exec_in(lab.cli_ns, ["ip", "link", "set", lab.ifname, "down", "name", "late0"])
+        lab.exec_in(lab.cli_ns, ["ip", "link", "set", "late0", "up"])
+
+        def late_lease() -> list[str]:
+            assert daemon.poll() is None, daemon_log(lab)
+            return [a for a in lab.addresses("late0") if a.startswith(str(lab.subnet)[:-4])]
+
+        lab.wait_for(late_lease, BOUND_TIMEOUT)
+        assert "client provides name: late" in lab.dnsmasq_log_text()

@@ -104,7 +104,13 @@ class Engine:
             self.done.set_result(0 if reason == "peer closed" else 1)
 
     def lost_frontend(self, reason: str) -> None:
-        self.fatal(f"lost connection to frontend: {reason}")
+        # A sibling that died is the parent's to report (one line, with the cause);
+        # only a broken channel is ours to explain.
+        if reason == "peer closed" and not self.done.done():
+            log.debug("lost connection to frontend")
+            self.done.set_result(1)
+        else:
+            self.fatal(f"lost connection to frontend: {reason}")
 
     # --- from the parent ----------------------------------------------------------------------
     def dispatch_main(self, msg: Imsg) -> None:

@@ -92,7 +92,13 @@ class Frontend:
             self.done.set_result(0 if reason == "peer closed" else 1)
 
     def lost_engine(self, reason: str) -> None:
-        self.fatal(f"lost connection to engine: {reason}")
+        # A sibling that died is the parent's to report (one line, with the cause);
+        # only a broken channel is ours to explain.
+        if reason == "peer closed" and not self.done.done():
+            log.debug("lost connection to engine")
+            self.done.set_result(1)
+        else:
+            self.fatal(f"lost connection to engine: {reason}")
 
     # --- from the parent ----------------------------------------------------------------------
     def dispatch_main(self, msg: Imsg) -> None:

@@ -200,7 +200,8 @@ def test_killed_child_ends_daemon_without_orphans() -> None:
         os.kill(names["dhcp-engine"], signal.SIGKILL)
         assert daemon.wait(10) == 1
         lab.wait_for(lambda: not alive(names["dhcp-frontend"]), 5)
-        assert "engine terminated by signal 9" in daemon_log(lab)
+        fatal = [line for line in daemon_log(lab).splitlines() if "fatal" in line]
+        assert fatal == ["main: fatal in main: engine terminated by signal 9"]
 
 
 def test_second_instance_refused() -> None:

@@ -15,10 +15,11 @@ import asyncio
 import random
 import signal
 import socket
+import time
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
-from dhcpleased import defs, fsm, imsg, packet, sandbox
+from dhcpleased import defs, fsm, imsg, packet, procinfo, sandbox
 from dhcpleased.imsg import ImsgError, ImsgType, type_name
 from dhcpleased.ipc import Channel, Imsg
 from dhcpleased.lease import parse_lease
@@ -60,6 +61,7 @@ class EngineIface:
     timer: asyncio.TimerHandle | None = None
     armed: float | None = None
     server: IPv4Address = ZERO  # of the last Configure, for the parent's "deleting" log line
+    shown: fsm.State = fsm.State.DOWN  # last state told to dhcpleasectl -m (a new Fsm's state)
 
     @property
     def up(self) -> bool:
@@ -78,6 +80,8 @@ class Engine:
         self.nconf: dict[str, EngineConf] | None = None
         self.cur: EngineConf | None = None
         self.ifaces: dict[int, EngineIface] = {}
+        self.status_fd = procinfo.open_status()  # before the sandbox when engine_main calls it
+        self.monitored = False  # someone ran dhcpleasectl -m: send state changes from now on
         self.done: asyncio.Future[int] = self.loop.create_future()
 
     async def run(self) -> int:
@@ -173,7 +177,9 @@ class Engine:
             now = self.loop.time()
             for iface in self.ifaces.values():
                 self.apply(
-                    iface, iface.machine.reconfigure(self.iface_conf(iface).fsm_config(), now)
+                    iface,
+                    iface.machine.reconfigure(self.iface_conf(iface).fsm_config(), now),
+                    "reconfigure",
                 )
         elif t is ImsgType.UPDATE_IF:
             self.update_if(imsg.IfInfo.unpack(msg.data))
@@ -211,7 +217,8 @@ class Engine:
             )
         if changed:
             remembered = parse_lease(info.lease).ip if info.lease else None
-            self.apply(iface, iface.machine.link_update(iface.up, remembered, now))
+            reason = "link up" if iface.up else "link down"
+            self.apply(iface, iface.machine.link_update(iface.up, remembered, now), reason)
 
     # --- from the frontend --------------------------------------------------------------------
     def dispatch_frontend(self, msg: Imsg) -> None:
@@ -235,13 +242,13 @@ class Engine:
         elif t is ImsgType.REMOVE_IF:
             iface = self.ifaces.pop(imsg.IfIndex.unpack(msg.data).if_index, None)
             if iface is not None:
-                self.apply(iface, iface.machine.remove(now))
+                self.apply(iface, iface.machine.remove(now), "removed")
                 if iface.timer is not None:
                     iface.timer.cancel()
         elif t is ImsgType.REQUEST_REBOOT:
             found = self.ifaces.get(imsg.IfIndex.unpack(msg.data).if_index)
             if found is not None:
-                self.apply(found, found.machine.request_reboot(now))
+                self.apply(found, found.machine.request_reboot(now), "request")
         elif t is ImsgType.REPROPOSE_RDNS:
             imsg.Empty.unpack(msg.data)
             for iface in self.ifaces.values():
@@ -250,6 +257,14 @@ class Engine:
             log_setverbose(imsg.Verbose.unpack(msg.data).verbose)
         elif t is ImsgType.CTL_SHOW_INTERFACE_INFO:
             self.show_interface_info(imsg.IfIndex.unpack(msg.data).if_index, msg)
+        elif t is ImsgType.CTL_MONITOR:
+            imsg.Empty.unpack(msg.data)
+            self.monitored = True
+        elif t is ImsgType.CTL_PROCINFO:
+            imsg.Empty.unpack(msg.data)
+            info = procinfo.snapshot(self.status_fd, "engine")
+            if self.frontend is not None:
+                self.frontend.compose(ImsgType.PROCINFO, info.pack(), peerid=msg.peerid)
         else:
             raise ImsgError("not a message the frontend sends to the engine")
 
@@ -280,7 +295,8 @@ class Engine:
                     log.debug("%s: dropped packet: client id length mismatch", iface.name)
                     return
                 log.warning("%s: client id mismatch in reply", iface.name)
-        self.apply(iface, iface.machine.receive(res, now))
+        reason = _REPLY_REASONS.get(res.message_type or 0, "reply")
+        self.apply(iface, iface.machine.receive(res, now), reason)
 
     def show_interface_info(self, if_index: int, msg: Imsg) -> None:
         fe = self.frontend
@@ -312,8 +328,12 @@ class Engine:
         fe.compose(ImsgType.CTL_SHOW_INTERFACE_INFO, info.pack(), peerid=msg.peerid, pid=msg.pid)
 
     # --- actions and timers -------------------------------------------------------------------
-    def apply(self, iface: EngineIface, actions: list[fsm.Action]) -> None:
-        """Carry out the fsm's decisions, in order, then re-arm the interface's timer."""
+    def apply(self, iface: EngineIface, actions: list[fsm.Action], reason: str = "") -> None:
+        """Carry out the fsm's decisions, in order, then re-arm the interface's timer.
+
+        ``reason`` says what made the fsm move (for ``dhcpleasectl -m``): the input given
+        to it, "link up", "ack", "timeout"...
+        """
         for a in actions:
             if isinstance(a, fsm.Log):
                 log.log(a.level, "%s: %s", iface.name, a.message)
@@ -372,7 +392,27 @@ class Engine:
             elif isinstance(a, fsm.WithdrawRdns):
                 rd = imsg.ProposeRdns(iface.if_index, 0, (), "", ())
                 self.main.compose(ImsgType.WITHDRAW_RDNS, rd.pack())
+        self.announce(iface, reason)
         self.rearm(iface)
+
+    def announce(self, iface: EngineIface, reason: str) -> None:
+        """A state change goes to the frontend for its ``dhcpleasectl -m`` subscribers."""
+        new = iface.machine.state
+        if new is iface.shown:
+            return
+        old, iface.shown = iface.shown, new
+        if self.frontend is None or not self.monitored:
+            return
+        event = imsg.MonitorEvent(
+            time=time.time(),
+            if_index=iface.if_index,
+            if_name=iface.name,
+            old_state=old.value,
+            new_state=new.value,
+            address=iface.machine.requested_ip,
+            reason=reason or "unknown",
+        )
+        self.frontend.compose(ImsgType.CTL_MONITOR_EVENT, event.pack())
 
     def compose_frontend(self, mtype: ImsgType, data: bytes) -> None:
         if self.frontend is None:
@@ -394,7 +434,23 @@ class Engine:
     def timeout(self, iface: EngineIface) -> None:
         iface.timer, iface.armed = None, None
         if self.ifaces.get(iface.if_index) is iface:
-            self.apply(iface, iface.machine.timeout(self.loop.time()))
+            old = iface.machine.state
+            actions = iface.machine.timeout(self.loop.time())
+            self.apply(iface, actions, _timeout_reason(old, iface.machine.state))
+
+
+_REPLY_REASONS = {defs.DHCPOFFER: "offer", defs.DHCPACK: "ack", defs.DHCPNAK: "nak"}
+
+
+def _timeout_reason(old: fsm.State, new: fsm.State) -> str:
+    """What a timer meant: T1, T2, the lease running out, or a retry that gave up."""
+    if old is fsm.State.BOUND:
+        return "renew"
+    if old is fsm.State.RENEWING and new is fsm.State.REBINDING:
+        return "rebind"
+    if old in (fsm.State.RENEWING, fsm.State.REBINDING) and new is fsm.State.INIT:
+        return "expired"
+    return "timeout"
 
 
 def engine_main(debug: bool, verbose: int) -> int:
@@ -406,6 +462,7 @@ def engine_main(debug: bool, verbose: int) -> int:
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     rng = random.Random()  # seeded from os.urandom, before any sandbox
+    procinfo.open_status()  # cached for Engine: /proc is gone once sandboxed
     try:
         sandbox.enter_child("engine")
     except sandbox.SandboxError as e:
@@ -419,3 +476,6 @@ def engine_main(debug: bool, verbose: int) -> int:
         return loop.run_until_complete(serve())
     finally:
         loop.close()
+        late = sandbox.late_imports()
+        if late:  # each is a crash waiting for the path that imports it under seccomp
+            log.warning("modules imported after the sandbox: %s", " ".join(late))

@@ -16,10 +16,10 @@ import socket
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
-from dhcpleased import bpf, defs, imsg, packet, sandbox
+from dhcpleased import bpf, control, defs, imsg, packet, procinfo, sandbox
 from dhcpleased.imsg import ImsgError, ImsgType, type_name
 from dhcpleased.ipc import Channel, Imsg
-from dhcpleased.log import log, log_init
+from dhcpleased.log import log, log_init, log_setverbose
 
 ARPHRD_ETHER = 1
 FRAMES_PER_WAKEUP = 64  # bound the work one readable socket can cause before others run
@@ -65,6 +65,8 @@ class Frontend:
         self.links: dict[int, bpf.LinkEvent] = {}  # every link the kernel told us about
         self.ifaces: dict[int, FrontendIface] = {}  # the ones we manage
         self.started = False
+        self.control: control.Control | None = None
+        self.status_fd = procinfo.open_status()  # before the sandbox when frontend_main calls it
         self.done: asyncio.Future[int] = self.loop.create_future()
 
     async def run(self) -> int:
@@ -75,6 +77,8 @@ class Frontend:
         if self.routesock is not None:
             self.loop.remove_reader(self.routesock.fileno())
             self.routesock.close()
+        if self.control is not None:
+            self.control.close()
         if self.engine is not None:
             self.engine.close()
         self.main.close()
@@ -125,6 +129,7 @@ class Frontend:
             ImsgType.ROUTESOCK,
             ImsgType.BPFSOCK,
             ImsgType.UDPSOCK,
+            ImsgType.CONTROLFD,
         )
         if wants_fd != (msg.fd is not None):
             raise ImsgError("descriptor expected" if wants_fd else "unexpected descriptor")
@@ -150,6 +155,13 @@ class Frontend:
                 raise ImsgError("STARTUP before ROUTESOCK")
             self.started = True
             bpf.request_link_dump(self.routesock, 1)
+            if self.control is not None:
+                self.control.start()
+        elif t is ImsgType.CONTROLFD:
+            imsg.Empty.unpack(msg.data)
+            self.open_control(msg.fd)
+        elif t is ImsgType.PROCINFO:
+            self.relay_procinfo("main", msg)
         elif t is ImsgType.BPFSOCK:
             self.set_bpfsock(imsg.IfIndex.unpack(msg.data).if_index, msg.fd)
         elif t is ImsgType.UDPSOCK:
@@ -294,6 +306,10 @@ class Frontend:
             ev.link_state,
         ):
             return
+        if iface.bpf is None and ev.up and not iface.running:
+            # A packet socket cannot be opened while the interface is down (ENETDOWN), as
+            # when it was just created: ask the parent again now that it is up.
+            self.main.compose(ImsgType.OPEN_BPFSOCK, imsg.IfIndex(ev.if_index).pack())
         iface.name, iface.hw_address = ev.if_name, ev.hw_address
         iface.running, iface.link_state = ev.up, ev.link_state
         info = imsg.IfInfo(
@@ -344,6 +360,16 @@ class Frontend:
             t = ImsgType(msg.type)
             if t in (ImsgType.SEND_DISCOVER, ImsgType.SEND_REQUEST):
                 self.send_packet(t, imsg.ReqDhcp.unpack(msg.data))
+            elif t in (ImsgType.CTL_SHOW_INTERFACE_INFO, ImsgType.CTL_END):
+                imsg.decode(t, msg.data, reply=True)  # garbage from a sibling is fatal
+                if self.control is not None:
+                    self.control.engine_reply(msg.peerid, t, msg.data)
+            elif t is ImsgType.CTL_MONITOR_EVENT:
+                imsg.MonitorEvent.unpack(msg.data)
+                if self.control is not None:
+                    self.control.monitor_event(msg.data)
+            elif t is ImsgType.PROCINFO:
+                self.relay_procinfo("engine", msg)
             else:
                 raise ImsgError("not a message the engine sends to the frontend")
         except ImsgError as e:
@@ -389,6 +415,31 @@ class Frontend:
         except OSError as e:
             log.warning("%s: cannot send: %s", iface.name, e.strerror)
 
+    # --- control socket (control.py) ----------------------------------------------------------
+    def open_control(self, fd: int | None) -> None:
+        assert fd is not None
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET, 0, fileno=fd)
+        if self.control is not None:
+            sock.close()
+            raise ImsgError("received a second control socket")
+        self.control = control.Control(
+            sock,
+            to_main=lambda t, data, peerid: control.forward(self.main, t, data, peerid),
+            to_engine=lambda t, data, peerid: control.forward(self.engine, t, data, peerid),
+            is_managed=lambda if_index: if_index in self.ifaces,
+            set_verbose=log_setverbose,
+            procinfo=lambda: procinfo.snapshot(self.status_fd, "frontend"),
+        )
+        if self.started:
+            self.control.start()
+
+    def relay_procinfo(self, role: str, msg: Imsg) -> None:
+        """A sibling's answer to CTL_PROCINFO: it must describe that sibling."""
+        if imsg.ProcInfo.unpack(msg.data).name != role:
+            raise ImsgError(f"PROCINFO from {role} names another process")
+        if self.control is not None:
+            self.control.procinfo_reply(role, msg.peerid, msg.data)
+
     def compose_engine(self, mtype: ImsgType, data: bytes) -> None:
         if self.engine is None:
             self.fatal("no channel to the engine yet")
@@ -405,6 +456,7 @@ def frontend_main(debug: bool, verbose: int) -> int:
     hostname = socket.gethostname().split(".", 1)[0]
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
+    procinfo.open_status()  # cached for Frontend: /proc is gone once sandboxed
     try:
         sandbox.enter_child("frontend")
     except sandbox.SandboxError as e:
@@ -418,3 +470,6 @@ def frontend_main(debug: bool, verbose: int) -> int:
         return loop.run_until_complete(serve())
     finally:
         loop.close()
+        late = sandbox.late_imports()
+        if late:  # each is a crash waiting for the path that imports it under seccomp
+            log.warning("modules imported after the sandbox: %s", " ".join(late))

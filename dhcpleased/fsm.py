@@ -54,8 +54,11 @@ Deliberate deviations from the original, each because the original is wrong or u
   no-op (the original deconfigures at once), so the lease still lasts until its end.
 - request_reboot in IPv6-only restarts at INIT: there is no address to reboot with.
 - An ACK must carry a usable unicast yiaddr and a contiguous mask (the original would
-  configure 0.0.0.0 or a mask the kernel refuses). A renewal without a known server id is
-  broadcast instead of being unicast to 0.0.0.0.
+  configure 0.0.0.0 or a mask the kernel refuses). Routes via a gateway and nameservers
+  that are not unicast (multicast, loopback, 240/4, broadcast) are dropped from it, and a
+  lease file's address must be unicast too: the parent treats any of them as a
+  compromised engine and exits, so one forged ACK would otherwise end the daemon.
+- A renewal without a known server id is broadcast instead of being unicast to 0.0.0.0.
 - `reconfigure` with "ignore routes" newly set withdraws the lease's routes and forgets
   them; with "ignore dns" it withdraws the DNS proposal (the original: the same, by imsg).
 """
@@ -74,7 +77,7 @@ from dhcpleased import defs
 from dhcpleased.packet import DhcpMessage, Route
 
 _ZERO: Final = IPv4Address(0)
-_LIMITED_BROADCAST: Final = IPv4Address("255.255.255.255")
+_CLASS_E: Final = 0xF0000000
 # A timer firing this close to T2 or the lease end counts as having reached it, so float
 # rounding (or an event loop firing a hair early) cannot cause a zero-length retry loop.
 _SLACK: Final = 1e-3
@@ -533,11 +536,18 @@ class Fsm:
         self._dhcp_server = server
         self._requested_ip = msg.yiaddr
         self._mask = mask
-        self._routes = () if self._config.ignore_routes else msg.routes()
+        routes = () if self._config.ignore_routes else msg.routes()
+        if any(not r.gw.is_unspecified and not self._usable(r.gw) for r in routes):
+            self._log(logging.WARNING, f"ignoring routes via non-unicast gateways from {src}")
+            routes = tuple(r for r in routes if r.gw.is_unspecified or self._usable(r.gw))
+        self._routes = routes
         self._lease_time, self._renewal_time, self._rebinding_time = lease, t1, t2
         ns = () if self._config.ignore_dns else msg.dns
         if _ZERO in ns:  # the original's list ends at the first 0.0.0.0
             ns = ns[: ns.index(_ZERO)]
+        if not all(self._usable(a) for a in ns):
+            self._log(logging.WARNING, f"ignoring non-unicast nameservers from {src}")
+            ns = tuple(a for a in ns if self._usable(a))
         self._nameservers = ns[: defs.MAX_RDNS_COUNT]
         self._domain = msg.domain_name or ""
         self._search = msg.domain_search
@@ -569,11 +579,12 @@ class Fsm:
 
     @staticmethod
     def _usable(addr: IPv4Address) -> bool:
+        """Unicast as the parent checks it (main.is_unicast): anything else would be fatal."""
         return not (
             addr.is_unspecified
             or addr.is_multicast
             or addr.is_loopback
-            or addr == _LIMITED_BROADCAST
+            or int(addr) >= _CLASS_E  # 240.0.0.0/4, the limited broadcast included
         )
 
     def _v6only(self, msg: DhcpMessage) -> bool:

@@ -89,8 +89,9 @@ class ImsgType(enum.IntEnum):
     # --- Linux additions ---
     CTL_MONITOR = enum.auto()  # ctl -> fe: subscribe to state changes (dhcpleasectl -m)
     CTL_MONITOR_EVENT = enum.auto()  # engine -> fe -> subscribed ctl clients
-    CTL_PROCINFO = enum.auto()  # ctl -> fe query (empty); fe -> ctl one ProcInfo per process
-    PROCINFO = enum.auto()  # main/engine -> fe: own ProcInfo, pushed whenever it changes
+    CTL_PROCINFO = enum.auto()  # ctl -> fe, fe -> main/engine: query (empty); fe -> ctl: ProcInfo
+    PROCINFO = enum.auto()  # main/engine -> fe: own ProcInfo, answering CTL_PROCINFO (peerid kept)
+    MANAGE_IF = enum.auto()  # fe -> main: dhcpleasectl asked about an unmanaged interface
 
 
 def type_name(t: int) -> str:
@@ -746,6 +747,7 @@ PAYLOAD: Final[dict[ImsgType, type[Payload]]] = {
     _T.CTL_MONITOR_EVENT: MonitorEvent,
     _T.CTL_PROCINFO: Empty,
     _T.PROCINFO: ProcInfo,
+    _T.MANAGE_IF: IfIndex,
 }
 
 # Types whose answer (same type, opposite direction) has another layout.

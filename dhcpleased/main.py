@@ -22,13 +22,13 @@ import pwd
 import signal
 import socket
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from ipaddress import IPv4Address, IPv4Network
 from typing import TYPE_CHECKING
 
-from dhcpleased import defs, imsg
+from dhcpleased import defs, imsg, sdnotify
 from dhcpleased.imsg import ImsgError, ImsgType, type_name
 from dhcpleased.ipc import Channel, Imsg
 from dhcpleased.log import log, log_init, log_setverbose
@@ -142,6 +142,8 @@ ALLOWED: dict[str, frozenset[ImsgType]] = {
             ImsgType.UPDATE_IF,
             ImsgType.CTL_RELOAD,
             ImsgType.CTL_LOG_VERBOSE,
+            ImsgType.CTL_PROCINFO,
+            ImsgType.MANAGE_IF,
         }
     ),
     "engine": frozenset(
@@ -210,13 +212,20 @@ def check_routes(routes: tuple[Route, ...]) -> str | None:
     return None
 
 
-def managed_ifaces(conf: Config, names: list[str]) -> dict[str, IfaceConf]:
-    """Interfaces named on the command line, else every interface block of the config."""
+def managed_ifaces(
+    conf: Config, names: list[str], extra: Sequence[str] = ()
+) -> dict[str, IfaceConf]:
+    """Interfaces named on the command line, else every interface block of the config;
+    plus ``extra``, those dhcpleasectl asked about since (MANAGE_IF)."""
     from dhcpleased.parse import IfaceConf  # noqa: PLC0415 - parent only
 
     if names:
-        return {n: conf.iface(n) or IfaceConf(name=n) for n in names}
-    return {ic.name: ic for ic in conf.ifaces}
+        managed = {n: conf.iface(n) or IfaceConf(name=n) for n in names}
+    else:
+        managed = {ic.name: ic for ic in conf.ifaces}
+    for n in extra:
+        managed.setdefault(n, conf.iface(n) or IfaceConf(name=n))
+    return managed
 
 
 class Child:
@@ -244,6 +253,7 @@ class Main:
         open_bpfsock: Callable[[int], socket.socket],
         open_udpsock: Callable[[str, IPv4Address], socket.socket],
         open_routesock: Callable[[], socket.socket],
+        control_sock: socket.socket | None = None,
     ) -> None:
         self.opts = opts
         self.conf = conf
@@ -254,6 +264,8 @@ class Main:
         self.open_bpfsock = open_bpfsock
         self.open_udpsock = open_udpsock
         self.open_routesock = open_routesock
+        self.control_sock = control_sock  # listening, handed to the frontend (CONTROLFD)
+        self.ctl_ifaces: list[str] = []  # interfaces dhcpleasectl made us manage
         self.loop = asyncio.get_running_loop()
         self.children: dict[str, Child] = {}
         self.ifnames: dict[int, str] = {}  # if_index -> name, learned from the frontend
@@ -261,6 +273,8 @@ class Main:
         self.done: asyncio.Future[int] = self.loop.create_future()
         self.stopping = False
         self.work: asyncio.Queue[Callable[[], Awaitable[None]]] = asyncio.Queue()
+        self.notifier = sdnotify.Notifier()  # connected now, before any sandbox goes up
+        self.bound: dict[str, str] = {}  # ifname -> "addr/len", for systemd's STATUS=
 
     # --- life cycle ---------------------------------------------------------------------------
     async def run(self) -> int:
@@ -272,14 +286,24 @@ class Main:
         fe.compose(ImsgType.SOCKET_IPC, fd=fe_end.detach())
         en.compose(ImsgType.SOCKET_IPC, fd=en_end.detach())
         fe.compose(ImsgType.ROUTESOCK, fd=self.open_routesock().detach())
+        if self.control_sock is not None:
+            fe.compose(ImsgType.CONTROLFD, fd=self.control_sock.detach())
         self.send_config()
         fe.compose(ImsgType.STARTUP)
+        from dhcpleased import sandbox  # noqa: PLC0415 - the parent's half of sandbox.py
+
+        try:  # after the spawns: the children drop root's capabilities themselves
+            sandbox.enter_parent(self.opts.conffile, self.resolver.mode, self.resolver.resolv_conf)
+        except sandbox.SandboxError as e:
+            self.fail(f"sandbox: {e}")
         for signo in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(signo, self.finish, 0)
         self.loop.add_signal_handler(signal.SIGHUP, self.reload)
         worker = self.loop.create_task(self.worker())
         log.info("startup")
+        self.notifier.ready(self.status_line())  # the processes are up; a lease may come later
         code = await self.done
+        self.notifier.stopping()
         worker.cancel()
         await self.stop_children()
         await self.kroute.close()
@@ -339,6 +363,10 @@ class Main:
         if not self.done.done():
             self.done.set_result(code)
 
+    def status_line(self) -> str:
+        """systemd's STATUS=: the addresses this daemon configured, one line."""
+        return ", ".join(f"{n}: {a}" for n, a in self.bound.items()) or "no lease yet"
+
     async def stop_children(self) -> None:
         """Close the channels (EOF tells each child to exit), then reap; SIGKILL stragglers."""
         self.stopping = True
@@ -397,17 +425,20 @@ class Main:
     def reload(self) -> None:
         from dhcpleased.parse import ConfigError  # noqa: PLC0415 - parent only
 
+        self.notifier.reloading()
         try:
             conf = self.load_config()
         except ConfigError as e:
             for line in e.errors:
                 log.warning("%s", line)
             log.warning("configuration reload failed")
+            self.notifier.ready()
             return
         self.conf = conf
-        self.managed = managed_ifaces(conf, self.opts.ifaces)
+        self.managed = managed_ifaces(conf, self.opts.ifaces, self.ctl_ifaces)
         self.send_config()
         log.info("configuration reloaded")
+        self.notifier.ready()
 
     # --- dispatch -----------------------------------------------------------------------------
     def dispatch(self, role: str, msg: Imsg) -> None:
@@ -428,7 +459,7 @@ class Main:
             return
         try:
             if role == "frontend":
-                self.dispatch_frontend(mtype, msg.data)
+                self.dispatch_frontend(mtype, msg.data, msg.peerid)
             else:
                 self.dispatch_engine(mtype, msg.data)
         except ImsgError as e:
@@ -447,8 +478,8 @@ class Main:
             return None
         return name
 
-    def dispatch_frontend(self, mtype: ImsgType, data: bytes) -> None:
-        """main_dispatch_frontend."""
+    def dispatch_frontend(self, mtype: ImsgType, data: bytes, peerid: int = 0) -> None:
+        """main_dispatch_frontend; ``peerid`` names the dhcpleasectl client of a CTL_*."""
         if mtype is ImsgType.OPEN_BPFSOCK:
             if_index = imsg.IfIndex.unpack(data).if_index
             try:
@@ -471,6 +502,37 @@ class Main:
             self.reload()
         elif mtype is ImsgType.CTL_LOG_VERBOSE:
             log_setverbose(imsg.Verbose.unpack(data).verbose)
+        elif mtype is ImsgType.CTL_PROCINFO:
+            imsg.Empty.unpack(data)
+            self.children["frontend"].channel.compose(
+                ImsgType.PROCINFO, self.procinfo().pack(), peerid=peerid
+            )
+        elif mtype is ImsgType.MANAGE_IF:
+            self.manage_if(imsg.IfIndex.unpack(data).if_index)
+
+    def procinfo(self) -> imsg.ProcInfo:
+        from dhcpleased import procinfo  # noqa: PLC0415 - cheap, but only the parent's concern
+
+        return procinfo.snapshot(procinfo.open_status(), "main")
+
+    def manage_if(self, if_index: int) -> None:
+        """dhcpleasectl asked about an interface we leave alone: manage it from now on.
+
+        The Linux twin of dhcpleasectl setting AUTOCONF4. The interface keeps its config
+        block, if it has one, and survives reloads; the new configuration goes to both
+        children, whose config diff picks the interface up like any new one.
+        """
+        try:
+            name = socket.if_indextoname(if_index)
+        except OSError:
+            log.debug("dhcpleasectl asked about interface index %d, which is gone", if_index)
+            return
+        if name in self.managed:
+            return
+        log.info("managing %s, as dhcpleasectl asked", name)
+        self.ctl_ifaces.append(name)
+        self.managed = managed_ifaces(self.conf, self.opts.ifaces, self.ctl_ifaces)
+        self.send_config()
 
     def dispatch_engine(self, mtype: ImsgType, data: bytes) -> None:
         """main_dispatch_engine."""
@@ -554,6 +616,8 @@ class Main:
     async def configure(self, name: str, ci: imsg.ConfigureInterface) -> None:
         log.info("adding %s to %s (lease from %s)", ci.addr, name, ci.server)
         await self.kroute.configure(ci.if_index, ci.addr, ci.mask, ci.routes)
+        self.bound[name] = f"{ci.addr}/{prefixlen(ci.mask)}"
+        self.notifier.status(self.status_line())
         fe = self.children["frontend"].channel
         if ci.if_index in self.udp_held:
             fe.compose(ImsgType.CLOSE_UDPSOCK, imsg.IfIndex(ci.if_index).pack())
@@ -575,6 +639,8 @@ class Main:
             )
             self.udp_held.discard(ci.if_index)
         await self.kroute.deconfigure(ci.if_index, ci.addr, ci.mask, ci.routes)
+        if self.bound.pop(name, None) is not None:
+            self.notifier.status(self.status_line())
 
     async def propose_rdns(self, name: str, rdns: imsg.ProposeRdns) -> None:
         log.info("adding nameservers %s on %s", " ".join(map(str, rdns.rdns)), name)
@@ -667,12 +733,19 @@ def parent_main(opts: Options) -> int:
         os.makedirs(defs.LEASE_DIR, 0o755, exist_ok=True)
     except OSError as e:
         return err(f"{defs.LEASE_DIR}: {e.strerror}")
+    from dhcpleased import control, procinfo  # noqa: PLC0415 - parent only
 
-    from dhcpleased import bpf, kroute, resolver  # noqa: PLC0415 - pyroute2: parent only
+    try:  # after the lock: a second instance must not replace the running one's socket
+        csock = control.create_socket(opts.csock)
+    except OSError as e:
+        return err(f"{opts.csock}: {e.strerror}")
+
+    from dhcpleased import bpf, kroute, lease, resolver  # noqa: PLC0415, F401 - parent only
 
     if not opts.debug:
         daemonize()
     log_init(opts.debug, opts.verbose, "main")
+    procinfo.open_status()  # after daemonize (a new pid), before any sandbox
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
 
@@ -686,6 +759,7 @@ def parent_main(opts: Options) -> int:
             open_bpfsock=bpf.open_bpfsock,
             open_udpsock=bpf.open_udpsock,
             open_routesock=bpf.open_routesock,
+            control_sock=csock,
         )
         return await m.run()
 

@@ -277,9 +277,16 @@ def _options(content: bytes) -> bytes:
 
 
 def _write_atomic(path: str, data: bytes, mode: int) -> None:
-    """Temp file + fsync + rename; in place when path is a mount point (EBUSY)."""
+    """Temp file + fsync + rename; in place when path is a mount point (EBUSY) or when only
+    the file, not its directory, is writable (systemd ReadWritePaths=, Landlock)."""
     directory = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(prefix=".resolv.conf.dhcpleased.", dir=directory)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".resolv.conf.dhcpleased.", dir=directory)
+    except OSError as e:
+        if e.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
+            raise
+        _write_in_place(path, data)
+        return
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)

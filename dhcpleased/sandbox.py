@@ -1,26 +1,88 @@
-"""Locking a child down before it reads an untrusted byte.
+"""Locking each process down: the Linux way to pledge(2), unveil(2) and chroot(2).
 
-This is the first layer: a process name that ps and the kernel's audit lines show, the
-switch to the unprivileged user, and no_new_privs. Capabilities, Landlock and seccomp
-(the Linux twins of pledge and unveil) are added on top of it, in that order.
+Children (engine, frontend), once their imports, event loop, signal dispositions and
+logging exist and before they read an untrusted byte (:func:`enter_child`):
+
+1. names: comm ``dhcp-engine``/``dhcp-frontend`` (what ``ps -o comm``, top and the
+   kernel's seccomp audit line show; comm holds 15 bytes) and the command line
+   ``dhcpleased: engine`` (what ``ps -ef`` shows, written over argv as setproctitle does);
+2. the seccomp program is built and lazily imported modules are loaded *now*;
+3. chroot into an empty directory that no longer exists: ``mkdtemp`` under /run (or
+   /tmp), opened, removed, then ``fchdir`` + ``chroot(".")``.  Nothing can be created in
+   a deleted directory and nothing has to be installed for it (Debian has no /var/empty);
+4. empty capability bounding set, ``setgroups``/``setresgid``/``setresuid`` to ``_dhcp``
+   (which empties the other sets), checked with capget;
+5. no_new_privs;
+6. Landlock: no filesystem right at all, no TCP, no signal or abstract socket out of the
+   process's own domain (as far as the kernel's ABI goes);
+7. the seccomp allowlist (:mod:`dhcpleased.seccomp`), last, since it forbids Landlock's
+   own syscalls.  Any other syscall kills the process.
+
+The parent (:func:`enter_parent`), after it has spawned the children (they need root's
+capabilities to drop their own) and opened what it needs: capabilities reduced to
+:data:`PARENT_CAPS`, no_new_privs, Landlock limited to the config file, the lease
+directory, the Python import path (read only: lazy imports, lark's grammar on SIGHUP)
+and what the DNS hand-off writes or executes.  It stays uid 0 so the files it writes
+stay root's, and gets no seccomp filter: it opens packet sockets on demand.
+
+A kernel without Landlock or seccomp gets one warning line from the parent and the
+daemon runs; a sandbox the kernel supports but refuses is fatal.  With
+``DHCPLEASED_SECCOMP_TRAP=1`` a forbidden call prints the Python stack (faulthandler on
+SIGSYS) before the process dies: for finding a missing allowlist entry, never in
+production.
 """
 
 from __future__ import annotations
 
 import ctypes
+import encodings.idna  # noqa: F401 - socket addresses given as str are idna-encoded
+import faulthandler
 import os
 import pwd
+import signal
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, replace
+from typing import Final
 
-from dhcpleased import defs
+from dhcpleased import caps, defs, landlock, seccomp
+from dhcpleased.log import log
 
-PR_SET_NAME = 15
-PR_SET_NO_NEW_PRIVS = 38
+PR_SET_NAME: Final = 15
+PR_SET_NO_NEW_PRIVS: Final = 38
+TRAP_ENV: Final = "DHCPLEASED_SECCOMP_TRAP"
+
+# CAP_NET_ADMIN: addresses and routes (rtnetlink), and resolvectl's call to
+#   systemd-resolved, which accepts CAP_NET_ADMIN in place of polkit;
+# CAP_NET_RAW: the AF_PACKET socket per interface and SO_BINDTODEVICE on the UDP socket;
+# CAP_NET_BIND_SERVICE: binding the UDP socket to port 68 for unicast renewals.
+# The DNS hand-off needs no capability of its own: the parent stays uid 0, the owner of
+# /etc/resolv.conf and of resolvconf's files.
+PARENT_CAPS: Final = (caps.CAP_NET_ADMIN, caps.CAP_NET_RAW, caps.CAP_NET_BIND_SERVICE)
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
 class SandboxError(Exception):
     """The sandbox could not be put in place: fatal, never silently skipped."""
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxStatus:
+    """What this process did to itself; read it as ``sandbox.STATUS`` at the time of use."""
+
+    role: str = "main"
+    landlock_abi: int = 0  # the kernel's Landlock ABI, 0 = none
+    landlock_applied: bool = False
+    seccomp: bool = False  # a filter is installed
+    seccomp_trap: bool = False  # development mode: violations print a stack first
+    chroot: bool = False
+
+
+STATUS: SandboxStatus = SandboxStatus()
+_modules_at_entry: frozenset[str] = frozenset()
 
 
 def _prctl(option: int, arg: int | bytes) -> None:
@@ -34,12 +96,87 @@ def set_procname(name: str) -> None:
     _prctl(PR_SET_NAME, f"dhcp-{name}".encode()[:15])
 
 
-def drop_privileges(user: str = defs.DHCPLEASED_USER) -> None:
-    """setgroups/setresgid/setresuid to the unprivileged user, then verify it stuck."""
+def set_proctitle(title: str) -> bool:
+    """What ps shows as the command line, written over the original argv in place.
+
+    CPython copied argv at startup, so the kernel's arg_start..arg_end area is ours to
+    overwrite through /proc/self/mem (setproctitle's trick, without the C extension).
+    Needs /proc, so it runs before the chroot; False where it cannot be done.
+    """
     try:
-        pw = pwd.getpwnam(user)
+        with open("/proc/self/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        start, end = int(fields[45]), int(fields[46])  # arg_start, arg_end (48, 49)
+        data = title.encode()[: end - start - 1]
+        with open("/proc/self/mem", "r+b", buffering=0) as mem:
+            mem.seek(start)
+            mem.write(data.ljust(end - start, b"\0"))
+    except (OSError, IndexError, ValueError):
+        return False
+    return True
+
+
+def single_threaded() -> bool:
+    """capset and Landlock act on the calling thread only: there must be no other."""
+    try:
+        return len(os.listdir("/proc/self/task")) == 1
+    except OSError:
+        return threading.active_count() == 1
+
+
+def kernel_support() -> tuple[int, bool]:
+    """(Landlock ABI or 0, seccomp filters with KILL_PROCESS available)."""
+    return landlock.abi_version(), seccomp.supported()
+
+
+def missing_features(abi: int, has_seccomp: bool) -> str | None:
+    """The one warning line for a kernel without Landlock and/or seccomp, or None."""
+    missing = [name for name, ok in (("Landlock", abi > 0), ("seccomp", has_seccomp)) if not ok]
+    if not missing:
+        return None
+    them = "them" if len(missing) > 1 else "it"
+    return f"this kernel lacks {' and '.join(missing)}: running without {them}"
+
+
+def late_imports() -> list[str]:
+    """Modules imported after the child's sandbox went up (each one is a latent crash)."""
+    if not _modules_at_entry:
+        return []
+    return sorted(set(sys.modules) - _modules_at_entry)
+
+
+# --- children ---------------------------------------------------------------------------------
+
+
+def warm_up() -> None:
+    """Do now what Python would otherwise do lazily, with a file, under the sandbox."""
+    time.localtime()  # glibc reads /etc/localtime once (syslog timestamps)
+    "x".encode("idna")
+
+
+def chroot_empty() -> None:
+    """chroot into a fresh empty directory, removed before we enter it."""
+    base = "/run" if os.path.isdir("/run") else "/tmp"
+    path = tempfile.mkdtemp(prefix="dhcpleased-", dir=base)
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.rmdir(path)
+        os.fchdir(fd)
+        os.chroot(".")
+        os.chdir("/")
+    finally:
+        os.close(fd)
+
+
+def lookup_user(user: str = defs.DHCPLEASED_USER) -> pwd.struct_passwd:
+    try:
+        return pwd.getpwnam(user)
     except KeyError:
         raise SandboxError(f"unknown user {user}") from None
+
+
+def drop_privileges(pw: pwd.struct_passwd) -> None:
+    """setgroups/setresgid/setresuid to the unprivileged user, then verify it stuck."""
     try:
         os.setgroups([pw.pw_gid])
         os.setresgid(pw.pw_gid, pw.pw_gid, pw.pw_gid)
@@ -50,10 +187,139 @@ def drop_privileges(user: str = defs.DHCPLEASED_USER) -> None:
         raise SandboxError("privilege drop did not stick")
 
 
-def enter_child(role: str) -> None:
-    """Everything a child does to itself once its imports and its event loop exist."""
-    set_procname(role)
-    os.chdir("/")
+def drop_child_privileges(user: str = defs.DHCPLEASED_USER) -> bool:
+    """Steps 3-5 for a child started as root; True if it chrooted."""
+    chrooted = False
     if os.geteuid() == 0:
-        drop_privileges()
+        pw = lookup_user(user)  # before the chroot hides /etc/passwd
+        try:
+            chroot_empty()
+            chrooted = True
+            caps.drop_bounding()
+        except OSError as e:
+            raise SandboxError(f"chroot or bounding set: {e}") from None
+        drop_privileges(pw)
+        try:
+            if caps.get() != (0, 0, 0) or caps.bounding() != 0:
+                raise SandboxError("capabilities left after the privilege drop")
+        except OSError as e:
+            raise SandboxError(str(e)) from None
     _prctl(PR_SET_NO_NEW_PRIVS, 1)
+    return chrooted
+
+
+def child_landlock(abi: int) -> None:
+    """unveil("/", ""): no file, no TCP, no signal or abstract socket out of our domain."""
+    try:
+        landlock.Ruleset(abi).restrict()
+    except OSError as e:
+        raise SandboxError(f"Landlock: {e.strerror or e}") from None
+
+
+def child_seccomp(role: str, program: bytes | None = None, *, trap: bool = False) -> None:
+    """Install the role's allowlist (built beforehand if ``program`` is given)."""
+    if program is None:
+        program = seccomp.build(role, trap=trap)
+    if trap:
+        faulthandler.register(signal.SIGSYS, all_threads=False, chain=True)
+    try:
+        seccomp.install(program)
+    except OSError as e:
+        raise SandboxError(f"{e.strerror or e}") from None
+
+
+def enter_child(role: str) -> None:
+    """Everything a child does to itself once its imports and event loop exist."""
+    global STATUS, _modules_at_entry
+    if role not in seccomp.POLICIES:
+        raise SandboxError(f"no sandbox policy for {role!r}")
+    set_procname(role)
+    set_proctitle(f"dhcpleased: {role}")
+    trap = os.environ.get(TRAP_ENV) == "1"
+    program = seccomp.build(role, trap=trap)
+    warm_up()
+    abi, has_seccomp = kernel_support()
+    if not single_threaded():
+        raise SandboxError("a thread exists before the sandbox")
+    chrooted = drop_child_privileges()
+    if abi:
+        child_landlock(abi)
+    if has_seccomp:
+        child_seccomp(role, program, trap=trap)
+    STATUS = SandboxStatus(role, abi, abi > 0, has_seccomp, trap and has_seccomp, chrooted)
+    _modules_at_entry = frozenset(sys.modules)
+    log.debug(
+        "sandbox: chroot %s, Landlock ABI %d, seccomp %s%s",
+        "yes" if chrooted else "no",
+        abi,
+        "yes" if has_seccomp else "no",
+        " (trap)" if trap else "",
+    )
+
+
+# --- the parent -------------------------------------------------------------------------------
+
+LEASE_RIGHTS: Final = (
+    landlock.READ
+    | landlock.WRITE_FILE
+    | landlock.MAKE_REG
+    | landlock.REMOVE_FILE
+    | landlock.TRUNCATE
+)
+# resolv.conf is replaced by temp file + rename in its directory and restored (maybe as
+# the symlink it was): Landlock cannot name a file that does not exist yet, so this is
+# the whole directory's regular files; uid 0 without CAP_DAC_OVERRIDE narrows it to
+# files root may write anyway.
+RESOLV_DIR_RIGHTS: Final = LEASE_RIGHTS | landlock.MAKE_SYM
+# resolvconf(8) and its hooks: write /etc and /run; everything else read + execute only.
+HOOK_WRITE_RIGHTS: Final = RESOLV_DIR_RIGHTS | landlock.MAKE_DIR | landlock.REMOVE_DIR
+
+
+def parent_rules(
+    conffile: str, dns_mode: str, resolv_conf: str = defs.RESOLV_CONF
+) -> list[tuple[str, int]]:
+    """(path, rights) the parent keeps; paths that do not exist are left out by the caller."""
+    rules = [(conffile, landlock.READ_FILE), (defs.LEASE_DIR, LEASE_RIGHTS)]
+    rules.append(("/proc/self/status", landlock.READ_FILE))  # dhcpleasectl -p reads it
+    rules += [(p, landlock.READ) for p in dict.fromkeys(sys.path) if p and os.path.isdir(p)]
+    if dns_mode == "file":
+        rules.append((os.path.dirname(resolv_conf) or ".", RESOLV_DIR_RIGHTS))
+    elif dns_mode in ("resolvconf", "resolved"):
+        rules.append(("/", landlock.READ | landlock.EXECUTE))
+        rules.append((os.devnull, landlock.READ_FILE | landlock.WRITE_FILE))
+        if dns_mode == "resolvconf":
+            rules += [("/etc", HOOK_WRITE_RIGHTS), ("/run", HOOK_WRITE_RIGHTS)]
+    return rules
+
+
+def enter_parent(conffile: str, dns_mode: str, resolv_conf: str = defs.RESOLV_CONF) -> None:
+    """Restrict the running parent: capabilities, no_new_privs, Landlock (see module doc)."""
+    global STATUS
+    if not single_threaded():
+        raise SandboxError("the parent has more than one thread: capset would miss some")
+    abi, has_seccomp = kernel_support()
+    warning = missing_features(abi, has_seccomp)
+    if warning is not None:
+        log.warning("sandbox: %s", warning)
+    try:
+        caps.keep_only(PARENT_CAPS)
+    except OSError as e:
+        raise SandboxError(f"capabilities: {e.strerror or e}") from None
+    _prctl(PR_SET_NO_NEW_PRIVS, 1)
+    if abi:
+        # Signals stay unscoped: the children are outside this domain and a straggler
+        # must still be killable.  Abstract sockets too if sd_notify needs one.
+        abstract = not os.environ.get("NOTIFY_SOCKET", "").startswith("@")
+        try:
+            ruleset = landlock.Ruleset(abi, scope_signal=False, scope_abstract=abstract)
+            try:
+                for path, rights in parent_rules(conffile, dns_mode, resolv_conf):
+                    if os.path.exists(path):
+                        ruleset.allow_path(path, rights)
+            except BaseException:
+                ruleset.close()
+                raise
+            ruleset.restrict()
+        except OSError as e:
+            raise SandboxError(f"Landlock: {e.strerror or e}") from None
+    STATUS = replace(STATUS, role="main", landlock_abi=abi, landlock_applied=abi > 0)

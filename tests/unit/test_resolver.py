@@ -183,6 +183,25 @@ async def test_file_other_rename_error_propagates(
     assert leftovers(conf) == []
 
 
+@pytest.mark.parametrize("err", [errno.EROFS, errno.EACCES])
+async def test_file_only_file_writable_writes_in_place(
+    conf: Path, monkeypatch: pytest.MonkeyPatch, err: int
+) -> None:
+    """systemd's ReadWritePaths=/etc/resolv.conf or Landlock: no temp file in /etc."""
+    inode = conf.stat().st_ino
+
+    def refused(*args: object, **kwargs: object) -> tuple[int, str]:
+        raise OSError(err, os.strerror(err))
+
+    monkeypatch.setattr(resolver.tempfile, "mkstemp", refused)
+    r = Resolver(resolv_conf=str(conf), mode="file")
+    await r.propose("eth0", [A("198.18.0.1")], "a.test", [])
+    assert "nameserver 198.18.0.1" in lines(conf)
+    assert conf.stat().st_ino == inode
+    await r.withdraw("eth0")
+    assert conf.read_text() == ORIGINAL
+
+
 async def test_none_mode_touches_nothing(conf: Path) -> None:
     r = Resolver(resolv_conf=str(conf), mode="none")
     await r.propose("eth0", [A("198.18.0.1")], "", [])

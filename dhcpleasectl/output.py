@@ -1,0 +1,292 @@
+"""What dhcpleasectl prints: the original's report, and JSON for scripts.
+
+Pure functions of the engine's answer and the clocks passed in, so every rounding rule
+is unit-tested without a daemon.
+
+The text report is show_interface_msg() of dhcpleasectl.c (v1.13), line for line:
+
+* ``IFNAME [State]``; the name is ``unknown`` when the index no longer maps to one.
+* Only while an address is held (requested_ip is not 0.0.0.0): ``inet A netmask M``,
+  then each route, as ``default gateway G`` (dst and mask 0) or ``route D/LEN gateway G``
+  with LEN = 33 - ffs(mask) (the prefix length of a contiguous mask; 33 for a zero mask
+  with a non-zero destination, as the original prints it), ``nameservers …`` (up to the
+  first 0.0.0.0) and the lease left.
+* Lease left: s = lease_time - whole seconds since the ACK, at least 0. Above a day it
+  is shown in days (rounded up when more than half a day remains over), above an hour in
+  hours (> 30 min), above a minute in minutes (> 30 s), else in seconds; the unit is
+  plural only for N > 1, so ``lease 0 second`` and ``lease 1 hour``.
+* ``dhcp server S`` from the server identifier, else the unicast target, even without a
+  lease (after an OFFER).
+
+One deliberate difference: when neither server address is known the original prints its
+scratch buffer, i.e. the last address it printed (a nameserver, a route's destination),
+as the "dhcp server". That is a bug that lies to the reader; here the line is left out.
+
+The JSON object (``-j``) carries the same facts with stable keys and ``"version": 1``;
+keys are only ever added. Lease facts are ``null`` (lists empty) while no address is
+held, exactly where the text report leaves its lines out.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from ipaddress import IPv4Address
+from typing import Any, Final
+
+from dhcpleased.imsg import CtlEngineInfo, MonitorEvent, ProcInfo
+
+JSON_VERSION: Final = 1
+DAY: Final = 86400
+HOUR: Final = 3600
+MINUTE: Final = 60
+ZERO: Final = IPv4Address(0)
+
+# capability(7) numbers, for ``-p``
+CAP_NAMES: Final = (
+    "chown",
+    "dac_override",
+    "dac_read_search",
+    "fowner",
+    "fsetid",
+    "kill",
+    "setgid",
+    "setuid",
+    "setpcap",
+    "linux_immutable",
+    "net_bind_service",
+    "net_broadcast",
+    "net_admin",
+    "net_raw",
+    "ipc_lock",
+    "ipc_owner",
+    "sys_module",
+    "sys_rawio",
+    "sys_chroot",
+    "sys_ptrace",
+    "sys_pacct",
+    "sys_admin",
+    "sys_boot",
+    "sys_nice",
+    "sys_resource",
+    "sys_time",
+    "sys_tty_config",
+    "mknod",
+    "lease",
+    "audit_write",
+    "audit_control",
+    "setfcap",
+    "mac_override",
+    "mac_admin",
+    "syslog",
+    "wake_alarm",
+    "block_suspend",
+    "audit_read",
+    "perfmon",
+    "bpf",
+    "checkpoint_restore",
+)
+SECCOMP_MODES: Final = ("off", "strict", "filter")
+PROCESS_ORDER: Final = ("main", "frontend", "engine")
+
+
+# --- the report ---------------------------------------------------------------------------
+def lease_left(info: CtlEngineInfo, now: float) -> int:
+    """Seconds of lease left at monotonic ``now`` (the original's timespecsub + tv_sec)."""
+    elapsed = math.floor(now - info.request_time)
+    return max(0, info.lease_time - elapsed)
+
+
+def _unit(n: int, unit: str) -> str:
+    return f"{n} {unit}{'s' if n > 1 else ''}"
+
+
+def format_lease(s: int) -> str:
+    """``12 hours``, ``1 day``, ``0 second``: the original's units and rounding."""
+    if s > DAY:
+        d = s // DAY
+        return _unit(d + 1 if s - d * DAY > DAY // 2 else d, "day")
+    if s > HOUR:
+        h = s // HOUR
+        return _unit(h + 1 if s - h * HOUR > HOUR // 2 else h, "hour")
+    if s > MINUTE:
+        m = s // MINUTE
+        return _unit(m + 1 if s - m * MINUTE > MINUTE // 2 else m, "minute")
+    return _unit(s, "second")
+
+
+def ffs(v: int) -> int:
+    """C ffs(): 1-based index of the lowest set bit, 0 for 0."""
+    return (v & -v).bit_length()
+
+
+def route_len(mask: IPv4Address) -> int:
+    """LEN in ``route D/LEN``: 33 - ffs(ntohl(mask)), as the original computes it."""
+    return 33 - ffs(int(mask))
+
+
+def server_of(info: CtlEngineInfo) -> IPv4Address | None:
+    if info.server_identifier != ZERO:
+        return info.server_identifier
+    if info.dhcp_server != ZERO:
+        return info.dhcp_server
+    return None
+
+
+def nameservers_of(info: CtlEngineInfo) -> list[IPv4Address]:
+    """The list up to the first 0.0.0.0, as the original walks it."""
+    out = []
+    for ns in info.nameservers:
+        if ns == ZERO:
+            break
+        out.append(ns)
+    return out
+
+
+def render_text(info: CtlEngineInfo, ifname: str | None, now: float) -> str:
+    """show_interface_msg(): the report, newline-terminated lines."""
+    lines = [f"{ifname or 'unknown'} [{info.state}]"]
+    if info.requested_ip != ZERO:
+        lines.append(f"\tinet {info.requested_ip} netmask {info.mask}")
+        for r in info.routes:
+            if r.dst == ZERO and r.mask == ZERO:
+                lines.append(f"\tdefault gateway {r.gw}")
+            else:
+                lines.append(f"\troute {r.dst}/{route_len(r.mask)} gateway {r.gw}")
+        nameservers = nameservers_of(info)
+        if nameservers:
+            lines.append("\tnameservers " + " ".join(map(str, nameservers)))
+        lines.append(f"\tlease {format_lease(lease_left(info, now))}")
+    server = server_of(info)
+    if server is not None:
+        lines.append(f"\tdhcp server {server}")
+    return "\n".join(lines) + "\n"
+
+
+def _iso(wall: float, timespec: str = "seconds") -> str:
+    return datetime.fromtimestamp(wall, UTC).isoformat(timespec=timespec)
+
+
+def _prefixlen(mask: IPv4Address) -> int:
+    m = int(mask)
+    return 33 - ffs(m) if m else 0
+
+
+def render_json(info: CtlEngineInfo, ifname: str | None, now: float, wall: float) -> dict[str, Any]:
+    """The report as one JSON-ready object; ``now`` monotonic, ``wall`` the epoch clock."""
+    held = info.requested_ip != ZERO
+    server = server_of(info)
+    left = lease_left(info, now) if held else None
+    acked = held and info.request_time > 0 and info.lease_time > 0
+    return {
+        "version": JSON_VERSION,
+        "ifname": ifname,
+        "if_index": info.if_index,
+        "state": info.state,
+        "running": info.running,
+        "link_state": info.link_state,
+        "address": str(info.requested_ip) if held else None,
+        "netmask": str(info.mask) if held else None,
+        "prefixlen": _prefixlen(info.mask) if held else None,
+        "routes": [
+            {"dst": f"{r.dst}/{_prefixlen(r.mask)}", "gateway": str(r.gw)}
+            for r in (info.routes if held else ())
+        ],
+        "nameservers": [str(ns) for ns in nameservers_of(info)] if held else [],
+        "domain": (info.domain or None) if held else None,
+        "search": list(info.search) if held else [],
+        "server": str(server) if server is not None else None,
+        "lease_time": info.lease_time if held else None,
+        "renewal_time": info.renewal_time if held else None,
+        "rebinding_time": info.rebinding_time if held else None,
+        "lease_expires_in": left,
+        "requested_at": _iso(wall - (now - info.request_time)) if acked else None,
+    }
+
+
+# --- dhcpleasectl -m ----------------------------------------------------------------------
+def render_event(ev: MonitorEvent) -> dict[str, Any]:
+    """One state change as one JSON line's object."""
+    return {
+        "version": JSON_VERSION,
+        "time": _iso(ev.time, "milliseconds"),
+        "interface": ev.if_name,
+        "if_index": ev.if_index,
+        "old_state": ev.old_state,
+        "new_state": ev.new_state,
+        "address": str(ev.address) if ev.address != ZERO else None,
+        "reason": ev.reason,
+    }
+
+
+# --- dhcpleasectl -p ----------------------------------------------------------------------
+def cap_names(mask: int) -> list[str]:
+    return [
+        f"cap_{CAP_NAMES[bit]}" if bit < len(CAP_NAMES) else f"cap_{bit}"
+        for bit in range(64)
+        if mask >> bit & 1
+    ]
+
+
+def seccomp_name(mode: int) -> str:
+    return SECCOMP_MODES[mode] if 0 <= mode < len(SECCOMP_MODES) else str(mode)
+
+
+def landlock_name(abi: int) -> str:
+    if abi > 0:
+        return f"ABI {abi}"
+    return "off" if abi == 0 else "unsupported"
+
+
+def sort_procs(procs: list[ProcInfo]) -> list[ProcInfo]:
+    def key(p: ProcInfo) -> int:
+        return PROCESS_ORDER.index(p.name) if p.name in PROCESS_ORDER else len(PROCESS_ORDER)
+
+    return sorted(procs, key=key)
+
+
+def render_procs_text(procs: list[ProcInfo]) -> str:
+    rows = [("process", "pid", "uid", "gid", "no_new_privs", "seccomp", "landlock", "capabilities")]
+    for p in sort_procs(procs):
+        caps = ",".join(cap_names(p.cap_eff)) or "none"
+        rows.append(
+            (
+                p.name,
+                str(p.pid),
+                str(p.uid),
+                str(p.gid),
+                "yes" if p.no_new_privs else "no",
+                seccomp_name(p.seccomp),
+                landlock_name(p.landlock_abi),
+                caps,
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    return "".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(r[:-1], widths, strict=True))
+        + "  "
+        + r[-1]
+        + "\n"
+        for r in rows
+    )
+
+
+def render_procs_json(procs: list[ProcInfo]) -> dict[str, Any]:
+    return {
+        "version": JSON_VERSION,
+        "processes": [
+            {
+                "name": p.name,
+                "pid": p.pid,
+                "uid": p.uid,
+                "gid": p.gid,
+                "cap_eff": f"{p.cap_eff:#018x}",
+                "capabilities": cap_names(p.cap_eff),
+                "no_new_privs": p.no_new_privs,
+                "seccomp": seccomp_name(p.seccomp),
+                "landlock_abi": p.landlock_abi,
+                "landlock_status": p.landlock_status,
+            }
+            for p in sort_procs(procs)
+        ],
+    }

@@ -1,0 +1,118 @@
+"""What a process can tell about its own identity and sandbox (``dhcpleasectl -p``).
+
+Each process reads this of itself, so that a user can check at run time that the sandbox
+is really on, instead of trusting the code that was meant to put it up. The facts come
+from ``/proc/self/status``, opened once *before* the sandbox (afterwards Landlock hides
+``/proc``) and re-read through that descriptor on every query with ``lseek`` + ``read``:
+both are already in the children's seccomp allowlist, unlike ``pread64``.
+
+Landlock has no ``/proc`` field: its state comes from what :mod:`dhcpleased.sandbox`
+recorded in ``sandbox.STATUS`` (``landlock_abi``, ``landlock_applied``), read with
+``getattr`` so that this module works whatever shape that record takes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+from dhcpleased import imsg, sandbox
+
+STATUS_PATH = "/proc/self/status"
+_STATUS_MAX = 16384  # /proc/self/status is about 1.5 kB
+_ALL_CAPS = 0xFFFFFFFFFFFFFFFF
+# ProcInfo.landlock_status
+LANDLOCK_UNKNOWN = -1  # the sandbox module records nothing
+LANDLOCK_OFF = 0  # not applied (the kernel has no Landlock, or it was not asked for)
+LANDLOCK_ENFORCED = 1  # a ruleset restricts this process
+
+_fd: int | None = None
+_fd_pid = 0
+
+
+def open_status() -> int:
+    """The descriptor of this process's ``/proc/self/status``; -1 if it cannot be opened.
+
+    Opened once per process (a fork, as ``daemonize`` does, opens it again: the old one
+    would describe the parent that exited). Call it before the sandbox goes up.
+    """
+    global _fd, _fd_pid
+    if _fd is not None and _fd_pid == os.getpid():
+        return _fd
+    try:
+        _fd = os.open(STATUS_PATH, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        _fd = -1
+    _fd_pid = os.getpid()
+    return _fd
+
+
+def parse_status(text: str) -> dict[str, str]:
+    """``Key:\\tvalue`` lines of /proc/PID/status as a dict (values stripped)."""
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep:
+            fields[key] = value.strip()
+    return fields
+
+
+def _read(fd: int) -> str:
+    if fd < 0:
+        return ""
+    try:
+        os.lseek(fd, 0, os.SEEK_SET)
+        return os.read(fd, _STATUS_MAX).decode("ascii", "replace")
+    except OSError:
+        return ""
+
+
+def _int(
+    fields: dict[str, str], key: str, index: int, base: int, default: Callable[[], int]
+) -> int:
+    """A number from the status file; ``default()`` (a system call) only when it is missing:
+    seccomp may forbid that call, and then the status file must have the answer."""
+    try:
+        return int(fields[key].split()[index], base)
+    except (KeyError, IndexError, ValueError):
+        return default()
+
+
+def _i32(value: object, default: int) -> int:
+    """A sandbox fact as the C int ProcInfo carries, or ``default`` if it is not one."""
+    if isinstance(value, int) and not isinstance(value, bool) and -(2**31) <= value < 2**31:
+        return value
+    return default
+
+
+def snapshot(fd: int, name: str) -> imsg.ProcInfo:
+    """This process's ProcInfo, read now through ``fd`` (from :func:`open_status`).
+
+    Unknown facts err on the pessimistic side: without a readable status file the ids
+    come from the system calls, CapEff reads as every capability and no_new_privs and
+    seccomp as off, so a broken probe can never make a process look sandboxed.
+    """
+    fields = parse_status(_read(fd))
+    seccomp = _int(fields, "Seccomp", 0, 10, lambda: 0)
+    abi, status = landlock_state()
+    return imsg.ProcInfo(
+        name=name,
+        pid=os.getpid(),
+        uid=_int(fields, "Uid", 1, 10, os.geteuid),
+        gid=_int(fields, "Gid", 1, 10, os.getegid),
+        cap_eff=_int(fields, "CapEff", 0, 16, lambda: _ALL_CAPS),
+        no_new_privs=_int(fields, "NoNewPrivs", 0, 10, lambda: 0) == 1,
+        seccomp=seccomp if 0 <= seccomp <= 2 else 0,
+        landlock_abi=abi,
+        landlock_status=status,
+    )
+
+
+def landlock_state() -> tuple[int, int]:
+    """(ABI in force or 0, LANDLOCK_* status) from what :mod:`sandbox` recorded."""
+    state = getattr(sandbox, "STATUS", None)
+    if state is None:
+        return 0, LANDLOCK_UNKNOWN
+    applied = getattr(state, "landlock_applied", False) is True
+    abi = _i32(getattr(state, "landlock_abi", 0), 0)
+    return (abi, LANDLOCK_ENFORCED) if applied and abi > 0 else (0, LANDLOCK_OFF)

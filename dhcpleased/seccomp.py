@@ -1,0 +1,284 @@
+"""A seccomp-BPF allowlist, the Linux twin of pledge(2), assembled by hand.
+
+No libseccomp: the policy is a dict from syscall name to argument conditions, compiled
+here into one linear classic-BPF program (``reference/sandbox-linux.md`` §1).  The
+program kills any foreign ``AUDIT_ARCH`` and, on x86_64, the x32 ABI (``nr & 0x40000000``)
+before looking at the number, so a 32-bit or x32 entry cannot reach a different table.
+Argument checks compare the low 32 bits: every checked argument is an ``int`` or
+``unsigned int`` in the kernel, which ignores the upper half.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import platform
+import struct
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Final
+
+# --- classic BPF -------------------------------------------------------------------------
+BPF_LD_W_ABS: Final = 0x20
+BPF_ALU_AND_K: Final = 0x54
+BPF_JMP_JA: Final = 0x05
+BPF_JMP_JEQ_K: Final = 0x15
+BPF_JMP_JSET_K: Final = 0x45
+BPF_RET_K: Final = 0x06
+
+SECCOMP_RET_KILL_PROCESS: Final = 0x80000000
+SECCOMP_RET_TRAP: Final = 0x00030000
+SECCOMP_RET_ALLOW: Final = 0x7FFF0000
+
+SECCOMP_SET_MODE_FILTER: Final = 1
+SECCOMP_GET_ACTION_AVAIL: Final = 2
+SECCOMP_FILTER_FLAG_TSYNC: Final = 1
+PR_GET_SECCOMP: Final = 21
+
+AUDIT_ARCH_X86_64: Final = 0xC000003E
+AUDIT_ARCH_AARCH64: Final = 0xC00000B7
+X32_SYSCALL_BIT: Final = 0x40000000
+
+# struct seccomp_data: nr (u32), arch (u32), instruction_pointer (u64), args[6] (u64)
+OFF_NR: Final = 0
+OFF_ARCH: Final = 4
+
+
+def arg_low(index: int) -> int:
+    """Offset of the low 32 bits of args[index] (little-endian on both arches)."""
+    return 16 + 8 * index
+
+
+# --- syscall tables (asm/unistd_64.h and asm-generic/unistd.h) ------------------------------
+_X86_64: Final = {
+    "read": 0, "write": 1, "close": 3, "fstat": 5, "lseek": 8, "mmap": 9, "mprotect": 10,
+    "munmap": 11, "brk": 12, "rt_sigaction": 13, "rt_sigprocmask": 14, "rt_sigreturn": 15,
+    "ioctl": 16, "pread64": 17, "mremap": 25, "madvise": 28, "getpid": 39, "sendto": 44,
+    "recvfrom": 45, "sendmsg": 46, "recvmsg": 47, "getsockname": 51, "getsockopt": 55,
+    "exit": 60, "fcntl": 72, "gettimeofday": 96, "gettid": 186, "futex": 202,
+    "restart_syscall": 219, "clock_gettime": 228, "clock_nanosleep": 230, "exit_group": 231,
+    "epoll_wait": 232, "epoll_ctl": 233, "newfstatat": 262, "epoll_pwait": 281,
+    "accept4": 288, "seccomp": 317, "getrandom": 318, "epoll_pwait2": 441,
+}  # fmt: skip
+_AARCH64: Final = {
+    "read": 63, "write": 64, "close": 57, "fstat": 80, "lseek": 62, "mmap": 222,
+    "mprotect": 226, "munmap": 215, "brk": 214, "rt_sigaction": 134, "rt_sigprocmask": 135,
+    "rt_sigreturn": 139, "ioctl": 29, "pread64": 67, "mremap": 216, "madvise": 233,
+    "getpid": 172, "sendto": 206, "recvfrom": 207, "sendmsg": 211, "recvmsg": 212,
+    "getsockname": 204, "getsockopt": 209, "exit": 93, "fcntl": 25, "gettimeofday": 169,
+    "gettid": 178, "futex": 98, "restart_syscall": 128, "clock_gettime": 113,
+    "clock_nanosleep": 115, "exit_group": 94, "epoll_ctl": 21, "newfstatat": 79,
+    "epoll_pwait": 22, "accept4": 242, "seccomp": 277, "getrandom": 278, "epoll_pwait2": 441,
+}  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Arch:
+    name: str
+    audit_arch: int
+    table: Mapping[str, int]
+    x32_bit: bool
+
+
+ARCHES: Final = {
+    "x86_64": Arch("x86_64", AUDIT_ARCH_X86_64, _X86_64, True),
+    "aarch64": Arch("aarch64", AUDIT_ARCH_AARCH64, _AARCH64, False),
+}
+
+
+def native_arch() -> Arch:
+    machine = platform.machine()
+    arch = ARCHES.get("aarch64" if machine == "arm64" else machine)
+    if arch is None:
+        raise OSError(f"seccomp: no syscall table for {machine}")
+    return arch
+
+
+# --- policies ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ArgIn:
+    """Allow only if ``args[arg] & mask`` is (or, with ``negate``, is not) one of ``values``."""
+
+    arg: int
+    values: tuple[int, ...]
+    mask: int = 0xFFFFFFFF
+    negate: bool = False
+
+
+Rule = tuple[ArgIn, ...]  # all must hold; () = allowed unconditionally
+Policy = Mapping[str, Rule]
+
+PROT_EXEC: Final = 0x4
+AT_FDCWD_LOW: Final = 0xFFFFFF9C  # -100 as u32
+AT_EMPTY_PATH: Final = 0x1000
+FIONBIO: Final = 0x5421
+FIOCLEX: Final = 0x5451
+TCGETS: Final = 0x5401
+SIOCGIFNAME: Final = 0x8910
+F_GETFD, F_SETFD, F_GETFL, F_SETFL = 1, 2, 3, 4
+SOL_SOCKET: Final = 1
+SO_PEERCRED: Final = 17
+
+# pledge("stdio") for a Python asyncio process that holds only descriptors it was given.
+STDIO: Final[dict[str, Rule]] = {
+    # the selector (epoll_create1 happened before the filter)
+    "epoll_wait": (), "epoll_pwait": (), "epoll_pwait2": (), "epoll_ctl": (),
+    # imsg channels, the loop's self-pipe (recv = recvfrom, send = sendto), stderr
+    "recvmsg": (), "recvfrom": (), "sendto": (), "read": (), "write": (), "close": (),
+    "pread64": (), "lseek": (),
+    # clocks are vDSO; these cover clocksources without one
+    "clock_gettime": (), "gettimeofday": (), "clock_nanosleep": (),
+    "getpid": (), "gettid": (), "getrandom": (),
+    # memory: W^X, no executable mapping can be made
+    "mmap": (ArgIn(2, (0,), mask=PROT_EXEC),), "mprotect": (ArgIn(2, (0,), mask=PROT_EXEC),),
+    "munmap": (), "mremap": (), "brk": (), "madvise": (), "futex": (),
+    # signals: loop.close() and interpreter finalisation restore handlers
+    "rt_sigreturn": (), "rt_sigaction": (), "rt_sigprocmask": (), "restart_syscall": (),
+    # setblocking(), set_inheritable(), isatty() in open(fd)
+    "ioctl": (ArgIn(1, (FIONBIO, FIOCLEX, TCGETS)),),
+    "fcntl": (ArgIn(1, (F_GETFD, F_SETFD, F_GETFL, F_SETFL)),),
+    # socket.socket(fileno=) validates with getsockname
+    "getsockname": (),
+    # fstat(fd) is newfstatat(fd, "", AT_EMPTY_PATH): never relative to the cwd
+    "fstat": (),
+    "newfstatat": (
+        ArgIn(3, (AT_EMPTY_PATH,), mask=AT_EMPTY_PATH),
+        ArgIn(0, (AT_FDCWD_LOW,), negate=True),
+    ),
+    "exit": (), "exit_group": (),
+}  # fmt: skip
+
+# The engine never sends a descriptor, so it needs no sendmsg: the narrowest list.
+ENGINE: Final[dict[str, Rule]] = dict(STDIO)
+# The frontend also holds packet, UDP and netlink sockets, and answers dhcpleasectl
+# clients on the control socket: accept4, the client's credentials (SO_PEERCRED only)
+# and sendmsg for replies.
+FRONTEND: Final[dict[str, Rule]] = {
+    **STDIO,
+    # recvmsg() on a packet socket names the interface: CPython asks SIOCGIFNAME
+    "ioctl": (ArgIn(1, (FIONBIO, FIOCLEX, TCGETS, SIOCGIFNAME)),),
+    "sendmsg": (),
+    "accept4": (),
+    "getsockopt": (ArgIn(1, (SOL_SOCKET,)), ArgIn(2, (SO_PEERCRED,))),
+}
+POLICIES: Final[Mapping[str, Policy]] = {"engine": ENGINE, "frontend": FRONTEND}
+
+# --- the assembler ------------------------------------------------------------------------
+
+Insn = tuple[int, int, int, int]  # struct sock_filter: code, jt, jf, k
+_ALLOW: Final = "allow"
+_DENY: Final = "deny"
+_KILL: Final = "kill"
+
+
+class _Asm:
+    """Instructions whose jump targets are labels, resolved to relative offsets at the end."""
+
+    def __init__(self) -> None:
+        self.code: list[tuple[int, int | str, int | str, int]] = []
+        self.labels: dict[str, int] = {}
+
+    def label(self, name: str) -> None:
+        self.labels[name] = len(self.code)
+
+    def emit(self, code: int, k: int = 0, jt: int | str = 0, jf: int | str = 0) -> None:
+        self.code.append((code, jt, jf, k & 0xFFFFFFFF))
+
+    def resolve(self) -> list[Insn]:
+        out: list[Insn] = []
+        for i, (code, jt, jf, k) in enumerate(self.code):
+            rel = [t if isinstance(t, int) else self.labels[t] - (i + 1) for t in (jt, jf)]
+            if code == BPF_JMP_JA and isinstance(jt, str):  # unconditional: offset in k
+                out.append((code, 0, 0, rel[0]))
+                continue
+            if not all(0 <= r <= 255 for r in rel):
+                raise ValueError("seccomp: jump out of range, split the policy")
+            out.append((code, rel[0], rel[1], k))
+        return out
+
+
+def assemble(policy: Policy, arch: Arch, default: int) -> list[Insn]:
+    """The filter program: arch check, one jeq per syscall, then the argument blocks."""
+    unknown = [n for n in policy if n not in arch.table and n not in ("epoll_wait",)]
+    if unknown:
+        raise ValueError(f"seccomp: unknown syscalls {unknown}")
+    a = _Asm()
+    a.emit(BPF_LD_W_ABS, OFF_ARCH)
+    a.emit(BPF_JMP_JEQ_K, arch.audit_arch, 0, _KILL)
+    a.emit(BPF_LD_W_ABS, OFF_NR)
+    if arch.x32_bit:
+        a.emit(BPF_JMP_JSET_K, X32_SYSCALL_BIT, _KILL, 0)
+    checked: list[tuple[str, Rule]] = []
+    for name, rule in policy.items():
+        nr = arch.table.get(name)
+        if nr is None:  # e.g. epoll_wait does not exist on aarch64
+            continue
+        target = _ALLOW if not rule else f"check_{name}"
+        if rule:
+            checked.append((name, rule))
+        a.emit(BPF_JMP_JEQ_K, nr, target, 0)
+    a.emit(BPF_JMP_JA, 0, _DENY)
+    for name, rule in checked:
+        a.label(f"check_{name}")
+        for n, cond in enumerate(rule):
+            nxt = f"check_{name}_{n + 1}"
+            a.emit(BPF_LD_W_ABS, arg_low(cond.arg))
+            if cond.mask != 0xFFFFFFFF:
+                a.emit(BPF_ALU_AND_K, cond.mask)
+            for v in cond.values:
+                a.emit(BPF_JMP_JEQ_K, v, _DENY if cond.negate else nxt, 0)
+            a.emit(BPF_JMP_JA, 0, nxt if cond.negate else _DENY)
+            a.label(nxt)
+        a.emit(BPF_JMP_JA, 0, _ALLOW)
+    a.label(_ALLOW)
+    a.emit(BPF_RET_K, SECCOMP_RET_ALLOW)
+    a.label(_DENY)
+    a.emit(BPF_RET_K, default)
+    a.label(_KILL)
+    a.emit(BPF_RET_K, SECCOMP_RET_KILL_PROCESS)
+    return a.resolve()
+
+
+def build(role: str, *, trap: bool = False, arch: Arch | None = None) -> bytes:
+    """The packed program for a child role; ``trap`` makes violations SIGSYS-catchable."""
+    default = SECCOMP_RET_TRAP if trap else SECCOMP_RET_KILL_PROCESS
+    prog = assemble(POLICIES[role], arch or native_arch(), default)
+    return b"".join(struct.pack("=HBBI", *insn) for insn in prog)
+
+
+# --- the kernel ---------------------------------------------------------------------------
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = (("len", ctypes.c_ushort), ("filter", ctypes.c_void_p))
+
+
+def _seccomp(op: int, flags: int, arg: object) -> int:
+    nr = native_arch().table["seccomp"]
+    return int(_libc.syscall(ctypes.c_long(nr), op, flags, arg))
+
+
+def supported() -> bool:
+    """Does the kernel do seccomp filters with SECCOMP_RET_KILL_PROCESS (Linux 4.14)?"""
+    if _libc.prctl(PR_GET_SECCOMP, 0, 0, 0, 0) < 0:
+        return False
+    action = ctypes.c_uint32(SECCOMP_RET_KILL_PROCESS)
+    return _seccomp(SECCOMP_GET_ACTION_AVAIL, 0, ctypes.byref(action)) == 0
+
+
+def install(program: bytes) -> None:
+    """Load the filter on every thread (TSYNC); OSError if the kernel refuses.
+
+    no_new_privs must be set first.  After this, nothing outside the policy runs.
+    """
+    buf = ctypes.create_string_buffer(program, len(program))
+    fprog = _SockFprog(len(program) // 8, ctypes.addressof(buf))
+    ret = _seccomp(SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, ctypes.pointer(fprog))
+    if ret != 0:
+        err = ctypes.get_errno() if ret < 0 else 0
+        what = os.strerror(err) if err else f"thread {ret} could not be synchronised"
+        raise OSError(err, f"seccomp: {what}")

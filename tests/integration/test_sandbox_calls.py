@@ -1,0 +1,250 @@
+"""Each child's real sandbox against forbidden calls, in a fresh interpreter (root).
+
+A subprocess imports dhcpleased, builds its event loop, enters the engine's or the
+frontend's sandbox exactly as the daemon does (:func:`sandbox.enter_child`), says
+"sandboxed", then does one forbidden thing.  Seccomp must kill it with SIGSYS; a control
+run that does only what a child normally does must exit 0.  The Landlock-only runs show
+that Landlock alone, for root and without chroot, answers EACCES/EPERM.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+
+CHILD = r"""
+import asyncio, logging, os, socket, sys, threading, time
+from dhcpleased import sandbox
+from dhcpleased.log import log, log_init
+
+role, action = sys.argv[1], sys.argv[2]
+ppid = os.getppid()
+mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+log_init(True, 1, role)
+loop = asyncio.new_event_loop()
+asyncio.set_event_loop(loop)
+sandbox.enter_child(role)
+assert sandbox.STATUS.seccomp and sandbox.STATUS.landlock_applied and sandbox.STATUS.chroot
+os.write(1, b"sandboxed\n")
+
+
+async def normal():
+    # what a child does all day: timers, a channel, logging, randomness, memory
+    got = loop.create_future()
+    loop.add_reader(theirs.fileno(), lambda: got.done() or got.set_result(theirs.recv(64)))
+    loop.call_later(0.01, mine.send, b"ping")
+    assert await got == b"ping"
+    loop.remove_reader(theirs.fileno())
+    log.info("logging works, %s", os.urandom(4).hex())
+    bytearray(32 << 20)
+    time.time(), time.monotonic()
+
+
+actions = {
+    "normal": lambda: loop.run_until_complete(normal()),
+    "open": lambda: open("/etc/hostname"),
+    "socket": lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM),
+    "connect": lambda: mine.connect("\0dhcpleased-test"),
+    "exec": lambda: os.execv("/bin/true", ["true"]),
+    "fork": lambda: os.fork(),
+    "thread": lambda: threading.Thread(target=lambda: None).start(),
+    "ptrace": lambda: sandbox._libc.ptrace(0, 0, 0, 0),
+    "kill": lambda: os.kill(ppid, 0),
+    "import": lambda: __import__("xml.dom.minidom"),
+}
+actions[action]()
+mine.close()
+theirs.close()
+loop.close()
+assert not sandbox.late_imports(), sandbox.late_imports()
+os.write(1, b"survived\n")
+"""
+
+LANDLOCK_ONLY = r"""
+import errno, os, socket, sys
+from dhcpleased import landlock, sandbox
+
+ppid = os.getppid()
+sandbox._prctl(sandbox.PR_SET_NO_NEW_PRIVS, 1)
+sandbox.child_landlock(landlock.abi_version())
+
+
+def attempt(name, fn):
+    try:
+        fn()
+    except (OSError, ImportError) as e:
+        print(name, errno.errorcode.get(getattr(e, "errno", None) or 0, type(e).__name__))
+    else:
+        print(name, "ALLOWED")
+
+
+attempt("open", lambda: open("/etc/hostname"))
+attempt("listdir", lambda: os.listdir("/"))
+attempt("exec", lambda: os.execv("/bin/true", ["true"]))
+attempt("connect", lambda: socket.create_connection(("127.0.0.1", 9)))
+attempt("kill", lambda: os.kill(ppid, 0))
+attempt("import", lambda: __import__("xml.dom.minidom"))
+print("uid", os.getuid())
+"""
+
+
+def run(code: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONPATH": str(REPO), "LANG": "C.UTF-8"}
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        cwd="/",
+        check=False,
+    )
+
+
+ROLES = ("engine", "frontend")
+FORBIDDEN = ("open", "socket", "connect", "exec", "fork", "thread", "ptrace", "kill", "import")
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_normal_work_runs_clean(role: str, dhcp_user: pwd.struct_passwd) -> None:
+    r = run(CHILD, role, "normal")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["sandboxed", "survived"]
+    assert "logging works" in r.stderr
+
+
+@pytest.mark.parametrize("action", FORBIDDEN)
+@pytest.mark.parametrize("role", ROLES)
+def test_forbidden_call_kills(role: str, action: str, dhcp_user: pwd.struct_passwd) -> None:
+    r = run(CHILD, role, action)
+    assert r.stdout.split() == ["sandboxed"], r.stderr
+    assert r.returncode == -signal.SIGSYS, (r.returncode, r.stderr)
+
+
+def test_trap_switch_prints_the_stack_then_dies(dhcp_user: pwd.struct_passwd) -> None:
+    env_code = "import os; os.environ['DHCPLEASED_SECCOMP_TRAP'] = '1'\n" + CHILD
+    r = run(env_code, "engine", "socket")
+    assert r.returncode == -signal.SIGSYS
+    assert "Stack (most recent call first)" in r.stderr
+    assert "in <lambda>" in r.stderr
+
+
+def test_landlock_alone_binds_root() -> None:
+    r = run(LANDLOCK_ONLY)
+    assert r.returncode == 0, r.stderr
+    got = dict(line.split(None, 1) for line in r.stdout.splitlines())
+    assert got["uid"] == "0"
+    assert got["open"] == "EACCES"
+    assert got["listdir"] == "EACCES"
+    assert got["exec"] == "EACCES"
+    assert got["connect"] == "EACCES"  # Landlock ABI 4: no TCP at all
+    assert got["kill"] == "EPERM"  # ABI 6: no signal out of the domain
+    assert got["import"] != "ALLOWED"
+
+
+def test_status_before_any_sandbox() -> None:
+    r = run("from dhcpleased import sandbox; print(sandbox.STATUS)")
+    assert "landlock_applied=False" in r.stdout and "seccomp=False" in r.stdout
+
+
+def test_child_without_user_is_fatal(monkeypatch: pytest.MonkeyPatch) -> None:
+    code = (
+        "from dhcpleased import sandbox\n"
+        "try:\n    sandbox.drop_child_privileges('no-such-user-dhcpleased')\n"
+        "except sandbox.SandboxError as e:\n    print('fatal', e)\n"
+    )
+    r = run(code)
+    assert r.stdout.strip() == "fatal unknown user no-such-user-dhcpleased"
+    assert os.geteuid() == 0
+
+
+PARENT_ONLY = r"""
+import errno, os, socket, subprocess, sys
+from dhcpleased import defs, sandbox
+
+mode, tmp = sys.argv[1], sys.argv[2]
+defs.LEASE_DIR = f"{tmp}/leases"
+sandbox.enter_parent(f"{tmp}/dhcpleased.conf", mode, f"{tmp}/etc/resolv.conf")
+
+
+def attempt(name, fn):
+    try:
+        fn()
+    except OSError as e:
+        print(name, errno.errorcode.get(e.errno or 0, "?"))
+    else:
+        print(name, "ok")
+
+
+def write(path):
+    with open(path, "w") as f:
+        f.write("x")
+
+
+def replace_resolv():
+    write(f"{tmp}/etc/.resolv.conf.tmp")
+    os.rename(f"{tmp}/etc/.resolv.conf.tmp", f"{tmp}/etc/resolv.conf")
+
+
+attempt("conf", lambda: open(f"{tmp}/dhcpleased.conf").read())
+attempt("conf_write", lambda: write(f"{tmp}/dhcpleased.conf"))
+def replace_lease():
+    write(f"{tmp}/leases/.t")
+    os.rename(f"{tmp}/leases/.t", f"{tmp}/leases/eth0")
+
+
+attempt("lease", replace_lease)
+attempt("resolv", replace_resolv)
+attempt("other_dir", lambda: write(f"{tmp}/elsewhere"))
+attempt("passwd", lambda: open("/etc/passwd").read())
+attempt("status", lambda: open("/proc/self/status").read())
+attempt("other_proc", lambda: open("/proc/self/environ").read())
+attempt("exec", lambda: subprocess.run(["/bin/true"], check=True))
+attempt("packet", lambda: socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0).close())
+attempt("bind68", lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM).bind(("0.0.0.0", 68)))
+attempt("tcp", lambda: socket.create_connection(("127.0.0.1", 9), timeout=1))
+attempt("setuid", lambda: os.setuid(1))
+attempt("chown", lambda: os.chown(f"{tmp}/leases/eth0", 1, 1))
+print("sandbox", sandbox.STATUS.role, sandbox.STATUS.landlock_applied)
+"""
+
+
+@pytest.mark.parametrize("mode", ["file", "resolved"])
+def test_parent_sandbox(tmp_path: Path, mode: str) -> None:
+    """The parent's capabilities and Landlock, in a private network namespace."""
+    for d in ("leases", "etc"):
+        (tmp_path / d).mkdir()
+    (tmp_path / "dhcpleased.conf").write_text("")
+    (tmp_path / "etc" / "resolv.conf").write_text("nameserver 192.0.2.1\n")
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONPATH": str(REPO), "LANG": "C.UTF-8"}
+    r = subprocess.run(
+        ["unshare", "--net", sys.executable, "-c", PARENT_ONLY, mode, str(tmp_path)],
+        capture_output=True, text=True, timeout=60, env=env, cwd="/", check=False,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    got = dict(line.split(None, 1) for line in r.stdout.splitlines())
+    assert got["conf"] == "ok"
+    assert got["conf_write"] == "EACCES"
+    assert got["lease"] == "ok"
+    assert got["resolv"] == ("ok" if mode == "file" else "EACCES")
+    assert got["other_dir"] == "EACCES"
+    assert got["passwd"] == ("EACCES" if mode == "file" else "ok")  # resolved: / readable
+    assert got["exec"] == ("EACCES" if mode == "file" else "ok")
+    assert got["status"] == "ok"  # its own /proc/self/status, for dhcpleasectl
+    assert got["other_proc"] == ("EACCES" if mode == "file" else "ok")
+    assert got["packet"] == "ok"  # CAP_NET_RAW
+    assert got["bind68"] == "ok"  # CAP_NET_BIND_SERVICE
+    assert got["tcp"] == "EACCES"  # Landlock: no TCP
+    assert got["setuid"] == "EPERM"  # no CAP_SETUID
+    assert got["chown"] == "EPERM"  # no CAP_CHOWN
+    assert got["sandbox"] == "main True"

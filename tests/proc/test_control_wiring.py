@@ -1,0 +1,234 @@
+"""The control socket's paths through the three processes, one process at a time.
+
+Frontend: a real listening socket arrives with CONTROLFD; clients' requests reach the
+fake engine/parent with the connection id in peerid, and their answers come back.
+Engine: CTL_PROCINFO and the state-change stream. Parent: MANAGE_IF and CTL_PROCINFO.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import socket
+import tempfile
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from ipaddress import IPv4Address
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from dhcpleased import defs, imsg, main
+from dhcpleased.engine import Engine
+from dhcpleased.frontend import Frontend
+from dhcpleased.imsg import ImsgType
+from dhcpleased.ipc import Channel, Imsg
+from dhcpleased.parse import Config
+from tests.proc import test_engine
+from tests.proc.peer import Peer, pair
+from tests.proc.test_control import Client, engine_info
+
+ZERO = IPv4Address(0)
+
+
+@dataclass
+class FeRig:
+    fe: Frontend
+    task: asyncio.Task[int]
+    main: Peer
+    engine: Peer
+    path: str
+
+
+@pytest.fixture
+async def fe_rig() -> AsyncIterator[FeRig]:
+    d = Path(tempfile.mkdtemp(prefix="dlt-ctlw-"))
+    path = str(d / "ctl.sock")
+    lsock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    lsock.bind(path)
+    lsock.listen(8)
+    main_a, main_b = pair()
+    eng_a, eng_b = pair()
+    nl_test, nl_fe = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    fe = Frontend(main_b, "testhost")
+    task = asyncio.get_running_loop().create_task(fe.run())
+    mainp = Peer(main_a)
+    mainp.send(ImsgType.SOCKET_IPC, fd=eng_b.detach())
+    engine = Peer(eng_a)
+    mainp.send(ImsgType.ROUTESOCK, fd=nl_fe.detach())
+    mainp.send(ImsgType.CONTROLFD, fd=lsock.detach())
+    mainp.send(ImsgType.RECONF_CONF)
+    mainp.send(ImsgType.RECONF_END)
+    mainp.send(ImsgType.STARTUP)
+    await asyncio.sleep(0.05)
+    yield FeRig(fe, task, mainp, engine, path)
+    mainp.close()
+    engine.close()
+    nl_test.close()
+    if not task.done():
+        await asyncio.wait_for(task, 2)
+    os.unlink(path)
+    d.rmdir()
+
+
+async def test_frontend_relays_interface_info_by_connection_id(fe_rig: FeRig) -> None:
+    c = await Client(fe_rig.path).connect()
+    c.send(ImsgType.CTL_SHOW_INTERFACE_INFO, imsg.IfIndex(5).pack(), pid=1)
+    req = await fe_rig.engine.expect(ImsgType.CTL_SHOW_INTERFACE_INFO)
+    assert imsg.IfIndex.unpack(req.data).if_index == 5
+    assert req.peerid != 0
+    fe_rig.engine.send(ImsgType.CTL_SHOW_INTERFACE_INFO, engine_info(5), peerid=req.peerid)
+    t, _, data = await c.recv()
+    assert (t, imsg.CtlEngineInfo.unpack(data).if_index) == (ImsgType.CTL_SHOW_INTERFACE_INFO, 5)
+    # an unmanaged interface: the parent is asked to manage it
+    c.send(ImsgType.CTL_SEND_REQUEST, imsg.IfIndex(5).pack())
+    msg = await fe_rig.main.expect(ImsgType.MANAGE_IF)
+    assert imsg.IfIndex.unpack(msg.data).if_index == 5
+    c.close()
+
+
+async def test_frontend_gathers_procinfo_from_both_siblings(fe_rig: FeRig) -> None:
+    c = await Client(fe_rig.path).connect()
+    c.send(ImsgType.CTL_PROCINFO)
+    t, _, data = await c.recv()
+    own = imsg.ProcInfo.unpack(data)
+    assert (t, own.name, own.pid) == (ImsgType.CTL_PROCINFO, "frontend", os.getpid())
+    for peer, name in ((fe_rig.main, "main"), (fe_rig.engine, "engine")):
+        ask = await peer.expect(ImsgType.CTL_PROCINFO)
+        info = imsg.ProcInfo(name, 1, 0, 0, 0, False, 0, 0, 0)
+        peer.send(ImsgType.PROCINFO, info.pack(), peerid=ask.peerid)
+    got = [imsg.ProcInfo.unpack((await c.recv())[2]).name for _ in range(2)]
+    assert sorted(got) == ["engine", "main"]
+    assert (await c.recv())[0] == ImsgType.CTL_END
+    c.close()
+
+
+async def test_frontend_fans_out_state_changes(fe_rig: FeRig) -> None:
+    c = await Client(fe_rig.path).connect()
+    c.send(ImsgType.CTL_MONITOR)
+    assert (await c.recv())[0] == ImsgType.CTL_MONITOR
+    await fe_rig.engine.expect(ImsgType.CTL_MONITOR)
+    ev = imsg.MonitorEvent(1.0, 5, "dl0", "Init", "Requesting", ZERO, "offer")
+    fe_rig.engine.send(ImsgType.CTL_MONITOR_EVENT, ev.pack())
+    t, _, data = await c.recv()
+    assert (t, imsg.MonitorEvent.unpack(data)) == (ImsgType.CTL_MONITOR_EVENT, ev)
+    c.close()
+
+
+async def test_a_sibling_lying_about_procinfo_is_fatal(fe_rig: FeRig) -> None:
+    fe_rig.engine.send(ImsgType.PROCINFO, imsg.ProcInfo("main", 1, 0, 0, 0, False, 0, 0, 0).pack())
+    assert await asyncio.wait_for(fe_rig.task, 2) == 1
+
+
+async def test_garbage_reply_from_the_engine_is_fatal(fe_rig: FeRig) -> None:
+    fe_rig.engine.send(ImsgType.CTL_SHOW_INTERFACE_INFO, b"\0" * 10, peerid=1)
+    assert await asyncio.wait_for(fe_rig.task, 2) == 1
+
+
+# --- engine ---------------------------------------------------------------------------------
+
+
+async def test_engine_answers_procinfo_and_streams_state_changes() -> None:
+    main_a, main_b = pair()
+    fe_a, fe_b = pair()
+    engine = Engine(main_b, random.Random(7))
+    task = asyncio.get_running_loop().create_task(engine.run())
+    mainp = Peer(main_a)
+    mainp.send(ImsgType.SOCKET_IPC, fd=fe_b.detach())
+    fe = Peer(fe_a)
+    test_engine.configure(mainp)
+    rig = test_engine.Rig(engine, task, mainp, fe)
+    fe.send(ImsgType.CTL_PROCINFO, peerid=77)
+    msg = await fe.expect(ImsgType.PROCINFO)
+    info = imsg.ProcInfo.unpack(msg.data)
+    assert (msg.peerid, info.name, info.pid, info.uid) == (77, "engine", os.getpid(), os.geteuid())
+    fe.send(ImsgType.CTL_MONITOR)
+    await asyncio.sleep(0.05)
+    test_engine.update_if(mainp)
+    events = []
+    while len(events) < 3:
+        m = await fe.queue.get()
+        if m.type == ImsgType.CTL_MONITOR_EVENT:
+            events.append(imsg.MonitorEvent.unpack(m.data))
+        elif m.type == ImsgType.SEND_DISCOVER:
+            xid = imsg.ReqDhcp.unpack(m.data).xid
+            test_engine.dhcp(fe, test_engine.reply(xid, defs.DHCPOFFER))
+        elif m.type == ImsgType.SEND_REQUEST:
+            xid = imsg.ReqDhcp.unpack(m.data).xid
+            test_engine.dhcp(fe, test_engine.reply(xid, defs.DHCPACK))
+    got = [(e.old_state, e.new_state, e.reason, e.if_name) for e in events]
+    assert got == [
+        ("Down", "Init", "link up", "dl0"),
+        ("Init", "Requesting", "offer", "dl0"),
+        ("Requesting", "Bound", "ack", "dl0"),
+    ]
+    assert events[0].address == ZERO and events[2].address != ZERO
+    mainp.close()
+    fe.close()
+    assert await asyncio.wait_for(rig.task, 2) == 0
+
+
+# --- parent ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def parent() -> AsyncIterator[tuple[main.Main, Peer, Peer]]:
+    m = main.Main(
+        opts=main.Options(),
+        conf=Config(ifaces=()),
+        kroute=SimpleNamespace(),  # type: ignore[arg-type]
+        resolver=SimpleNamespace(),  # type: ignore[arg-type]
+        load_config=Config,
+        open_bpfsock=lambda i: socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM),
+        open_udpsock=lambda n, a: socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM),
+        open_routesock=lambda: socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM),
+    )
+    peers = []
+    chans = []
+    for role in ("frontend", "engine"):
+        ours, theirs = pair()
+        ch = Channel(ours, lambda _m: None, lambda _r: None, name=role)
+        ch.start()
+        chans.append(ch)
+        m.children[role] = SimpleNamespace(channel=ch)  # type: ignore[assignment]
+        peers.append(Peer(theirs))
+    yield m, peers[0], peers[1]
+    for ch in chans:
+        ch.close()
+    for p in peers:
+        p.close()
+
+
+async def test_parent_manages_an_interface_when_dhcpleasectl_asks(
+    parent: tuple[main.Main, Peer, Peer],
+) -> None:
+    m, fe, en = parent
+    lo = socket.if_nametoindex("lo")
+    m.dispatch("frontend", Imsg(ImsgType.MANAGE_IF, 0, 0, imsg.IfIndex(lo).pack(), None))
+    for peer in (fe, en):
+        await peer.expect(ImsgType.RECONF_CONF)
+        ic = imsg.IfaceConf.unpack((await peer.expect(ImsgType.RECONF_IFACE)).data)
+        assert ic.name == "lo"
+        await peer.expect(ImsgType.RECONF_END)
+    assert "lo" in m.managed
+    # asking again changes nothing; a reload keeps it; a vanished index is ignored
+    m.dispatch("frontend", Imsg(ImsgType.MANAGE_IF, 0, 0, imsg.IfIndex(lo).pack(), None))
+    m.dispatch("frontend", Imsg(ImsgType.MANAGE_IF, 0, 0, imsg.IfIndex(99999).pack(), None))
+    await fe.quiet()
+    m.reload()
+    assert "lo" in m.managed
+    assert not m.done.done()
+
+
+async def test_parent_answers_procinfo_and_refuses_manage_if_from_the_engine(
+    parent: tuple[main.Main, Peer, Peer],
+) -> None:
+    m, fe, _ = parent
+    m.dispatch("frontend", Imsg(ImsgType.CTL_PROCINFO, 31, 0, b"", None))
+    msg = await fe.expect(ImsgType.PROCINFO)
+    info = imsg.ProcInfo.unpack(msg.data)
+    assert (msg.peerid, info.name, info.pid) == (31, "main", os.getpid())
+    m.dispatch("engine", Imsg(ImsgType.MANAGE_IF, 0, 0, imsg.IfIndex(1).pack(), None))
+    assert m.done.done() and m.done.result() == 1

@@ -1,0 +1,242 @@
+"""dhcpleasectl's report: the original's lines, rounding and quirks, and the JSON keys."""
+
+from __future__ import annotations
+
+import json
+from ipaddress import IPv4Address as A
+from typing import Any
+
+import pytest
+
+from dhcpleasectl import output
+from dhcpleased.imsg import CtlEngineInfo, MonitorEvent, ProcInfo
+from dhcpleased.packet import Route
+
+ZERO = A(0)
+NOW = 10_000.0  # monotonic "now" of every test
+ACKED = NOW - 100.5  # the ACK came 100.5 s ago
+
+
+def info(**kw: Any) -> CtlEngineInfo:
+    base: dict[str, Any] = dict(
+        if_index=2,
+        running=True,
+        link_state=6,
+        state="Bound",
+        request_time=ACKED,
+        server_identifier=A("192.0.2.1"),
+        dhcp_server=ZERO,
+        requested_ip=A("192.0.2.10"),
+        mask=A("255.255.255.0"),
+        routes=(Route(ZERO, ZERO, A("192.0.2.1")),),
+        nameservers=(A("192.0.2.53"), A("192.0.2.54")),
+        lease_time=43300,
+        renewal_time=21650,
+        rebinding_time=37887,
+        domain="example.test",
+        search=("example.test", "lab.test"),
+    )
+    base.update(kw)
+    return CtlEngineInfo(**base)
+
+
+def test_full_report_is_the_originals() -> None:
+    routes = (
+        Route(ZERO, ZERO, A("192.0.2.1")),
+        Route(A("198.51.100.0"), A("255.255.255.0"), A("192.0.2.254")),
+    )
+    text = output.render_text(info(routes=routes), "em0", NOW)
+    assert text == (
+        "em0 [Bound]\n"
+        "\tinet 192.0.2.10 netmask 255.255.255.0\n"
+        "\tdefault gateway 192.0.2.1\n"
+        "\troute 198.51.100.0/24 gateway 192.0.2.254\n"
+        "\tnameservers 192.0.2.53 192.0.2.54\n"
+        "\tlease 12 hours\n"
+        "\tdhcp server 192.0.2.1\n"
+    )
+
+
+@pytest.mark.parametrize(
+    "left, shown",
+    [
+        (0, "0 second"),
+        (1, "1 second"),
+        (2, "2 seconds"),
+        (60, "60 seconds"),  # "> 60" switches to minutes
+        (61, "1 minute"),
+        (90, "1 minute"),  # remainder 30 is not > 30
+        (91, "2 minutes"),
+        (3600, "60 minutes"),
+        (3601, "1 hour"),
+        (5400, "1 hour"),  # remainder 1800 is not > 1800
+        (5401, "2 hours"),
+        (86400, "24 hours"),
+        (86401, "1 day"),
+        (129600, "1 day"),  # remainder 43200 is not > 43200
+        (129601, "2 days"),
+        (10 * 86400, "10 days"),
+    ],
+)
+def test_lease_rounding(left: int, shown: str) -> None:
+    assert output.format_lease(left) == shown
+
+
+def test_lease_left_counts_whole_seconds_since_the_ack_and_never_goes_negative() -> None:
+    i = info(lease_time=120, request_time=NOW - 100.9)
+    assert output.lease_left(i, NOW) == 20  # floor(100.9) = 100 elapsed
+    assert output.lease_left(info(lease_time=120, request_time=NOW - 500), NOW) == 0
+    text = output.render_text(info(lease_time=120, request_time=NOW - 500), "em0", NOW)
+    assert "\tlease 0 second\n" in text
+
+
+@pytest.mark.parametrize(
+    "dst, mask, line",
+    [
+        ("0.0.0.0", "0.0.0.0", "\tdefault gateway 192.0.2.1"),
+        ("10.0.0.0", "255.0.0.0", "\troute 10.0.0.0/8 gateway 192.0.2.1"),
+        ("10.1.2.3", "255.255.255.255", "\troute 10.1.2.3/32 gateway 192.0.2.1"),
+        ("10.1.0.0", "255.255.128.0", "\troute 10.1.0.0/17 gateway 192.0.2.1"),
+        ("10.0.0.0", "0.0.0.0", "\troute 10.0.0.0/33 gateway 192.0.2.1"),  # 33 - ffs(0)
+    ],
+)
+def test_routes(dst: str, mask: str, line: str) -> None:
+    text = output.render_text(info(routes=(Route(A(dst), A(mask), A("192.0.2.1")),)), "em0", NOW)
+    assert text.splitlines()[2] == line
+
+
+def test_no_address_shows_only_state_and_server() -> None:
+    i = info(state="Init", requested_ip=ZERO, server_identifier=ZERO, routes=(), nameservers=())
+    assert output.render_text(i, "em0", NOW) == "em0 [Init]\n"
+    # after an OFFER the server is known before any lease: printed anyway, as the original
+    offered = info(state="Requesting", requested_ip=ZERO, dhcp_server=ZERO)
+    assert output.render_text(offered, "em0", NOW) == "em0 [Requesting]\n\tdhcp server 192.0.2.1\n"
+
+
+def test_missing_fields() -> None:
+    i = info(routes=(), nameservers=(), server_identifier=ZERO, dhcp_server=A("192.0.2.9"))
+    lines = output.render_text(i, None, NOW).splitlines()
+    assert lines[0] == "unknown [Bound]"  # index no longer maps to a name
+    assert not any("gateway" in line or "nameservers" in line for line in lines)
+    assert lines[-1] == "\tdhcp server 192.0.2.9"  # the unicast target stands in
+
+
+def test_the_last_printed_address_is_not_reused_as_server() -> None:
+    """Deliberate fix of the original's scratch-buffer quirk (documented in output.py)."""
+    i = info(server_identifier=ZERO, dhcp_server=ZERO)
+    assert "dhcp server" not in output.render_text(i, "em0", NOW)
+
+
+def test_nameservers_stop_at_the_first_zero() -> None:
+    i = info(nameservers=(A("192.0.2.53"), ZERO, A("192.0.2.54")))
+    assert "\tnameservers 192.0.2.53\n" in output.render_text(i, "em0", NOW)
+
+
+JSON_KEYS = {
+    "version", "ifname", "if_index", "state", "running", "link_state", "address", "netmask",
+    "prefixlen", "routes", "nameservers", "domain", "search", "server", "lease_time",
+    "renewal_time", "rebinding_time", "lease_expires_in", "requested_at",
+}  # fmt: skip
+
+
+def test_json_carries_the_same_facts_with_stable_keys() -> None:
+    routes = (
+        Route(ZERO, ZERO, A("192.0.2.1")),
+        Route(A("198.51.100.0"), A("255.255.255.0"), A("192.0.2.254")),
+    )
+    obj = output.render_json(info(routes=routes), "em0", NOW, wall=1_700_000_000.0)
+    assert set(obj) == JSON_KEYS
+    assert json.loads(json.dumps(obj)) == obj
+    assert obj["version"] == 1
+    assert (obj["state"], obj["address"], obj["netmask"], obj["prefixlen"]) == (
+        "Bound",
+        "192.0.2.10",
+        "255.255.255.0",
+        24,
+    )
+    assert obj["routes"] == [
+        {"dst": "0.0.0.0/0", "gateway": "192.0.2.1"},
+        {"dst": "198.51.100.0/24", "gateway": "192.0.2.254"},
+    ]
+    assert obj["nameservers"] == ["192.0.2.53", "192.0.2.54"]
+    assert (obj["domain"], obj["search"]) == ("example.test", ["example.test", "lab.test"])
+    assert obj["server"] == "192.0.2.1"
+    assert (obj["lease_time"], obj["renewal_time"], obj["rebinding_time"]) == (43300, 21650, 37887)
+    assert obj["lease_expires_in"] == 43200
+    assert obj["requested_at"] == "2023-11-14T22:11:39+00:00"  # 1_700_000_000 - 100.5
+
+
+def test_json_without_a_lease_has_nulls_where_the_text_has_no_lines() -> None:
+    i = info(state="Init", requested_ip=ZERO, server_identifier=ZERO, request_time=0.0)
+    obj = output.render_json(i, "em0", NOW, wall=1_700_000_000.0)
+    assert set(obj) == JSON_KEYS
+    for key in ("address", "netmask", "prefixlen", "domain", "server", "lease_time"):
+        assert obj[key] is None, key
+    assert (obj["lease_expires_in"], obj["requested_at"]) == (None, None)
+    assert (obj["routes"], obj["nameservers"], obj["search"]) == ([], [], [])
+
+
+def test_monitor_event_json() -> None:
+    ev = MonitorEvent(1_700_000_000.25, 2, "em0", "Requesting", "Bound", A("192.0.2.10"), "ack")
+    assert output.render_event(ev) == {
+        "version": 1,
+        "time": "2023-11-14T22:13:20.250+00:00",
+        "interface": "em0",
+        "if_index": 2,
+        "old_state": "Requesting",
+        "new_state": "Bound",
+        "address": "192.0.2.10",
+        "reason": "ack",
+    }
+    ev = MonitorEvent(0.0, 2, "em0", "Down", "Init", ZERO, "link up")
+    assert output.render_event(ev)["address"] is None
+
+
+def procs() -> list[ProcInfo]:
+    return [
+        ProcInfo("engine", 12, 998, 998, 0, True, 2, 5, 0),
+        ProcInfo("main", 10, 0, 0, 1 << 12 | 1 << 13, False, 0, 0, -1),
+        ProcInfo("frontend", 11, 998, 998, 0, True, 2, -1, 0),
+    ]
+
+
+def test_procinfo_text_and_json() -> None:
+    lines = output.render_procs_text(procs()).splitlines()
+    assert [line.split()[0] for line in lines] == ["process", "main", "frontend", "engine"]
+    assert lines[1].split() == [
+        "main",
+        "10",
+        "0",
+        "0",
+        "no",
+        "off",
+        "off",
+        "cap_net_admin,cap_net_raw",
+    ]
+    assert lines[2].split() == [
+        "frontend",
+        "11",
+        "998",
+        "998",
+        "yes",
+        "filter",
+        "unsupported",
+        "none",
+    ]
+    assert lines[3].split()[-3:] == ["ABI", "5", "none"]
+    obj = output.render_procs_json(procs())
+    assert obj["version"] == 1
+    assert [p["name"] for p in obj["processes"]] == ["main", "frontend", "engine"]
+    main = obj["processes"][0]
+    assert main["cap_eff"] == "0x0000000000003000"
+    assert main["capabilities"] == ["cap_net_admin", "cap_net_raw"]
+    assert set(main) == {
+        "name", "pid", "uid", "gid", "cap_eff", "capabilities", "no_new_privs", "seccomp",
+        "landlock_abi", "landlock_status",
+    }  # fmt: skip
+
+
+def test_ffs_and_route_len() -> None:
+    assert [output.ffs(v) for v in (0, 1, 2, 0x80000000)] == [0, 1, 2, 32]
+    assert output.route_len(A("255.255.255.0")) == 24
+    assert output.route_len(A("0.0.0.0")) == 33

@@ -1,0 +1,180 @@
+"""The seccomp programs and the parent's Landlock rules, checked without a kernel.
+
+The filter is run through a small classic-BPF interpreter on hand-made ``seccomp_data``
+records, for both architectures, so every allow and deny decision is tested here; the
+integration tests then show the kernel agrees.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+
+from dhcpleased import caps, landlock, sandbox, seccomp
+from dhcpleased.seccomp import (
+    ARCHES,
+    AT_EMPTY_PATH,
+    SECCOMP_RET_ALLOW,
+    SECCOMP_RET_KILL_PROCESS,
+    SECCOMP_RET_TRAP,
+)
+
+ALLOW, KILL, TRAP = SECCOMP_RET_ALLOW, SECCOMP_RET_KILL_PROCESS, SECCOMP_RET_TRAP
+AT_FDCWD = -100
+
+
+def run_bpf(program: bytes, data: bytes) -> int:
+    """Interpret the classic-BPF subset the assembler emits."""
+    insns = [struct.unpack_from("=HBBI", program, i) for i in range(0, len(program), 8)]
+    a, pc = 0, 0
+    while True:
+        code, jt, jf, k = insns[pc]
+        pc += 1
+        if code == seccomp.BPF_LD_W_ABS:
+            (a,) = struct.unpack_from("=I", data, k)
+        elif code == seccomp.BPF_ALU_AND_K:
+            a &= k
+        elif code == seccomp.BPF_JMP_JA:
+            pc += k
+        elif code == seccomp.BPF_JMP_JEQ_K:
+            pc += jt if a == k else jf
+        elif code == seccomp.BPF_JMP_JSET_K:
+            pc += jt if a & k else jf
+        elif code == seccomp.BPF_RET_K:
+            return int(k)
+        else:
+            raise AssertionError(f"unexpected opcode {code:#x}")
+
+
+def decide(
+    role: str, arch: str, name: str | int, *args: int, trap: bool = False, audit: int = 0
+) -> int:
+    a = ARCHES[arch]
+    nr = name if isinstance(name, int) else a.table[name]
+    argv = [x & 0xFFFFFFFFFFFFFFFF for x in (*args, 0, 0, 0, 0, 0, 0)[:6]]
+    data = struct.pack("=IIQ6Q", nr, audit or a.audit_arch, 0, *argv)
+    return run_bpf(seccomp.build(role, trap=trap, arch=a), data)
+
+
+ROLES = ("engine", "frontend")
+ARCH_NAMES = tuple(ARCHES)
+# syscall numbers that exist in no allowlist (x86_64, aarch64)
+FORBIDDEN = {
+    "openat": (257, 56),
+    "socket": (41, 198),
+    "connect": (42, 203),
+    "bind": (49, 200),
+    "execve": (59, 221),
+    "clone": (56, 220),
+    "clone3": (435, 435),
+    "kill": (62, 129),
+    "tgkill": (234, 131),
+    "ptrace": (101, 117),
+    "prctl": (157, 167),
+    "setsockopt": (54, 208),
+    "getpeername": (52, 205),
+    "landlock_create_ruleset": (444, 444),
+}
+
+
+@pytest.mark.parametrize("arch", ARCH_NAMES)
+@pytest.mark.parametrize("role", ROLES)
+def test_every_listed_syscall_is_allowed_with_plain_arguments(role: str, arch: str) -> None:
+    for name in seccomp.POLICIES[role]:
+        if name not in ARCHES[arch].table:
+            continue
+        args = [0, 0, 0, 0, 0, 0]
+        if name == "ioctl":
+            args[1] = seccomp.FIONBIO
+        elif name == "fcntl":
+            args[1] = seccomp.F_GETFL
+        elif name == "newfstatat":
+            args[0], args[3] = 3, AT_EMPTY_PATH
+        elif name == "getsockopt":
+            args[1], args[2] = seccomp.SOL_SOCKET, seccomp.SO_PEERCRED
+        assert decide(role, arch, name, *args) == ALLOW, name
+
+
+@pytest.mark.parametrize("arch", ARCH_NAMES)
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("name", sorted(FORBIDDEN))
+def test_forbidden_syscalls_kill(role: str, arch: str, name: str) -> None:
+    nr = FORBIDDEN[name][ARCH_NAMES.index(arch)]
+    assert decide(role, arch, nr) == KILL
+    assert decide(role, arch, nr, trap=True) == TRAP
+
+
+@pytest.mark.parametrize("arch", ARCH_NAMES)
+def test_engine_is_narrower_than_frontend(arch: str) -> None:
+    assert set(seccomp.ENGINE) < set(seccomp.FRONTEND)
+    for name in ("sendmsg", "accept4", "getsockopt"):
+        assert decide("engine", arch, name, 3, seccomp.SOL_SOCKET, seccomp.SO_PEERCRED) == KILL
+    assert decide("engine", arch, "ioctl", 3, seccomp.SIOCGIFNAME) == KILL
+    assert decide("frontend", arch, "ioctl", 3, seccomp.SIOCGIFNAME) == ALLOW
+
+
+@pytest.mark.parametrize("arch", ARCH_NAMES)
+@pytest.mark.parametrize("role", ROLES)
+def test_argument_checks(role: str, arch: str) -> None:
+    prot_rw, prot_rx = 0x3, 0x5
+    assert decide(role, arch, "mmap", 0, 4096, prot_rw) == ALLOW
+    assert decide(role, arch, "mmap", 0, 4096, prot_rx) == KILL
+    assert decide(role, arch, "mprotect", 0, 4096, prot_rx) == KILL
+    assert decide(role, arch, "ioctl", 3, 0x5413) == KILL  # TIOCGWINSZ
+    assert decide(role, arch, "ioctl", 3, 0x8914) == KILL  # SIOCSIFFLAGS
+    assert decide(role, arch, "fcntl", 3, 0) == KILL  # F_DUPFD
+    # fstat of a descriptor, yes; a path from the cwd (a lazy import's stat), no
+    assert decide(role, arch, "newfstatat", 3, 0, 0, AT_EMPTY_PATH) == ALLOW
+    assert decide(role, arch, "newfstatat", AT_FDCWD, 0, 0, AT_EMPTY_PATH) == KILL
+    assert decide(role, arch, "newfstatat", 3, 0, 0, 0) == KILL
+    if role == "frontend":
+        assert decide(role, arch, "getsockopt", 3, seccomp.SOL_SOCKET, 4) == KILL  # SO_TYPE
+        assert decide(role, arch, "getsockopt", 3, 0, seccomp.SO_PEERCRED) == KILL
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_foreign_arch_and_x32_are_killed_even_in_trap_mode(role: str) -> None:
+    i386 = 0x40000003
+    assert decide(role, "x86_64", "read", audit=i386) == KILL
+    assert decide(role, "x86_64", "read", audit=seccomp.AUDIT_ARCH_AARCH64, trap=True) == KILL
+    assert decide(role, "aarch64", "read", audit=seccomp.AUDIT_ARCH_X86_64) == KILL
+    x32_read = seccomp.X32_SYSCALL_BIT | 0
+    assert decide(role, "x86_64", x32_read, trap=True) == KILL
+
+
+def test_unknown_syscall_in_policy_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown"):
+        seccomp.assemble({"no_such_call": ()}, ARCHES["x86_64"], KILL)
+
+
+def test_parent_rules_follow_the_dns_mode() -> None:
+    none = dict(sandbox.parent_rules("/etc/dhcpleased.conf", "none"))
+    assert none["/etc/dhcpleased.conf"] == landlock.READ_FILE
+    assert none[sandbox.defs.LEASE_DIR] & landlock.MAKE_REG
+    assert "/etc" not in none and "/" not in none
+    assert not any(r & (landlock.WRITE_FILE | landlock.EXECUTE) for p, r in none.items()
+                   if p != sandbox.defs.LEASE_DIR)  # fmt: skip
+    file_ = dict(sandbox.parent_rules("/etc/dhcpleased.conf", "file", "/etc/resolv.conf"))
+    assert file_["/etc"] == sandbox.RESOLV_DIR_RIGHTS
+    assert not file_["/etc"] & landlock.EXECUTE
+    resolved = dict(sandbox.parent_rules("/etc/dhcpleased.conf", "resolved"))
+    assert resolved["/"] == landlock.READ | landlock.EXECUTE
+    assert "/etc" not in resolved
+    resolvconf = dict(sandbox.parent_rules("/etc/dhcpleased.conf", "resolvconf"))
+    assert resolvconf["/run"] & landlock.MAKE_DIR
+
+
+def test_landlock_rights_by_abi() -> None:
+    assert landlock.fs_rights(1) == (1 << 13) - 1
+    assert landlock.fs_rights(4) == landlock.fs_rights(3)
+    assert landlock.fs_rights(7) & landlock.IOCTL_DEV
+
+
+def test_parent_capabilities_and_warning_line() -> None:
+    assert caps.mask(sandbox.PARENT_CAPS) == 0x3400
+    assert sandbox.missing_features(7, True) is None
+    assert sandbox.missing_features(0, True) == "this kernel lacks Landlock: running without it"
+    assert sandbox.missing_features(0, False) == (
+        "this kernel lacks Landlock and seccomp: running without them"
+    )

@@ -13,17 +13,17 @@ from __future__ import annotations
 
 import asyncio
 import random
-import signal
 import socket
 import time
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
-from dhcpleased import defs, fsm, imsg, packet, procinfo, sandbox
+from dhcpleased import defs, fsm, imsg, packet, procinfo
+from dhcpleased.child import ChildProcess, child_main
 from dhcpleased.imsg import ImsgError, ImsgType, type_name
 from dhcpleased.ipc import Channel, Imsg
 from dhcpleased.lease import parse_lease
-from dhcpleased.log import log, log_getverbose, log_init, log_setverbose
+from dhcpleased.log import log, log_getverbose, log_setverbose
 
 IF_OPER_UNKNOWN = 0
 IF_OPER_UP = 6
@@ -68,11 +68,14 @@ class EngineIface:
         return self.running and self.link_state in (IF_OPER_UP, IF_OPER_UNKNOWN)
 
 
-class Engine:
+class Engine(ChildProcess):
     """engine_dispatch_main / engine_dispatch_frontend and the per-interface timers."""
 
+    role = "engine"
+    sibling = "frontend"
+
     def __init__(self, parent_sock: socket.socket, rng: random.Random) -> None:
-        self.loop = asyncio.get_running_loop()
+        super().__init__()
         self.rng = rng
         self.main = Channel(parent_sock, self.dispatch_main, self.lost_main, name="main")
         self.frontend: Channel | None = None
@@ -82,7 +85,6 @@ class Engine:
         self.ifaces: dict[int, EngineIface] = {}
         self.status_fd = procinfo.open_status()  # before the sandbox when engine_main calls it
         self.monitored = False  # someone ran dhcpleasectl -m: send state changes from now on
-        self.done: asyncio.Future[int] = self.loop.create_future()
 
     async def run(self) -> int:
         self.main.start()
@@ -95,38 +97,10 @@ class Engine:
         self.main.close()
         return code
 
-    def fatal(self, message: str) -> None:
-        if not self.done.done():
-            log.critical("fatal in engine: %s", message)
-            self.done.set_result(1)
-
-    def lost_main(self, reason: str) -> None:
-        # The parent closing its end is how a clean shutdown reaches us.
-        if not self.done.done():
-            if reason != "peer closed":
-                log.critical("fatal in engine: channel to main: %s", reason)
-            self.done.set_result(0 if reason == "peer closed" else 1)
-
-    def lost_frontend(self, reason: str) -> None:
-        # A sibling that died is the parent's to report (one line, with the cause);
-        # only a broken channel is ours to explain.
-        if reason == "peer closed" and not self.done.done():
-            log.debug("lost connection to frontend")
-            self.done.set_result(1)
-        else:
-            self.fatal(f"lost connection to frontend: {reason}")
-
     # --- from the parent ----------------------------------------------------------------------
     def dispatch_main(self, msg: Imsg) -> None:
         """engine_dispatch_main."""
-        if self.done.done():
-            return
-        try:
-            self._dispatch_main(msg)
-        except ImsgError as e:
-            self.fatal(f"engine_dispatch_main: invalid {type_name(msg.type)}: {e}")
-        except ValueError:
-            self.fatal(f"engine_dispatch_main: unexpected {type_name(msg.type)}")
+        self.guarded(self._dispatch_main, msg, "engine_dispatch_main")
 
     def _dispatch_main(self, msg: Imsg) -> None:
         t = ImsgType(msg.type)
@@ -140,7 +114,7 @@ class Engine:
                 raise ImsgError("received a second IPC socket")
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET, 0, fileno=msg.fd)
             self.frontend = Channel(
-                sock, self.dispatch_frontend, self.lost_frontend, name="frontend"
+                sock, self.dispatch_frontend, self.lost_sibling, name="frontend"
             )
             self.frontend.start()
         elif t is ImsgType.RECONF_CONF:
@@ -223,14 +197,7 @@ class Engine:
     # --- from the frontend --------------------------------------------------------------------
     def dispatch_frontend(self, msg: Imsg) -> None:
         """engine_dispatch_frontend."""
-        if self.done.done():
-            return
-        try:
-            self._dispatch_frontend(msg)
-        except ImsgError as e:
-            self.fatal(f"engine_dispatch_frontend: invalid {type_name(msg.type)}: {e}")
-        except ValueError:
-            self.fatal(f"engine_dispatch_frontend: unexpected {type_name(msg.type)}")
+        self.guarded(self._dispatch_frontend, msg, "engine_dispatch_frontend")
 
     def _dispatch_frontend(self, msg: Imsg) -> None:
         t = ImsgType(msg.type)
@@ -454,28 +421,10 @@ def _timeout_reason(old: fsm.State, new: fsm.State) -> str:
 
 
 def engine_main(debug: bool, verbose: int) -> int:
-    """Entry point of ``dhcpleased -E``: channel on fd 3, drop privileges, serve."""
-    log_init(debug, verbose, "engine")
-    for signo in (signal.SIGHUP, signal.SIGPIPE, signal.SIGINT):
-        signal.signal(signo, signal.SIG_IGN)
-    parent_sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET, 0, fileno=3)
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
+    """Entry point of ``dhcpleased -E``."""
     rng = random.Random()  # seeded from os.urandom, before any sandbox
-    procinfo.open_status()  # cached for Engine: /proc is gone once sandboxed
-    try:
-        sandbox.enter_child("engine")
-    except sandbox.SandboxError as e:
-        log.critical("fatal in engine: %s", e)
-        return 1
 
-    async def serve() -> int:
+    async def serve(parent_sock: socket.socket) -> int:
         return await Engine(parent_sock, rng).run()
 
-    try:
-        return loop.run_until_complete(serve())
-    finally:
-        loop.close()
-        late = sandbox.late_imports()
-        if late:  # each is a crash waiting for the path that imports it under seccomp
-            log.warning("modules imported after the sandbox: %s", " ".join(late))
+    return child_main("engine", debug, verbose, serve)

@@ -10,16 +10,15 @@ the kernel announces it.
 
 from __future__ import annotations
 
-import asyncio
-import signal
 import socket
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
-from dhcpleased import bpf, control, defs, imsg, packet, procinfo, sandbox
+from dhcpleased import bpf, control, defs, imsg, packet, procinfo
+from dhcpleased.child import ChildProcess, child_main
 from dhcpleased.imsg import ImsgError, ImsgType, type_name
 from dhcpleased.ipc import Channel, Imsg
-from dhcpleased.log import log, log_init, log_setverbose
+from dhcpleased.log import log, log_setverbose
 
 ARPHRD_ETHER = 1
 FRAMES_PER_WAKEUP = 64  # bound the work one readable socket can cause before others run
@@ -50,11 +49,14 @@ class FrontendIface:
     discover_pending: bool = False
 
 
-class Frontend:
+class Frontend(ChildProcess):
     """frontend_dispatch_main / frontend_dispatch_engine and the link watch."""
 
+    role = "frontend"
+    sibling = "engine"
+
     def __init__(self, parent_sock: socket.socket, hostname: str) -> None:
-        self.loop = asyncio.get_running_loop()
+        super().__init__()
         self.hostname = hostname
         self.main = Channel(parent_sock, self.dispatch_main, self.lost_main, name="main")
         self.engine: Channel | None = None
@@ -67,7 +69,6 @@ class Frontend:
         self.started = False
         self.control: control.Control | None = None
         self.status_fd = procinfo.open_status()  # before the sandbox when frontend_main calls it
-        self.done: asyncio.Future[int] = self.loop.create_future()
 
     async def run(self) -> int:
         self.main.start()
@@ -84,43 +85,10 @@ class Frontend:
         self.main.close()
         return code
 
-    def fatal(self, message: str) -> None:
-        if not self.done.done():
-            log.critical("fatal in frontend: %s", message)
-            self.done.set_result(1)
-
-    def lost_main(self, reason: str) -> None:
-        if not self.done.done():
-            if reason != "peer closed":
-                log.critical("fatal in frontend: channel to main: %s", reason)
-            self.done.set_result(0 if reason == "peer closed" else 1)
-
-    def lost_engine(self, reason: str) -> None:
-        # A sibling that died is the parent's to report (one line, with the cause);
-        # only a broken channel is ours to explain.
-        if reason == "peer closed" and not self.done.done():
-            log.debug("lost connection to engine")
-            self.done.set_result(1)
-        else:
-            self.fatal(f"lost connection to engine: {reason}")
-
     # --- from the parent ----------------------------------------------------------------------
     def dispatch_main(self, msg: Imsg) -> None:
         """frontend_dispatch_main."""
-        if self.done.done():
-            if msg.fd is not None:
-                socket.close(msg.fd)
-            return
-        try:
-            self._dispatch_main(msg)
-        except ImsgError as e:
-            if msg.fd is not None:
-                socket.close(msg.fd)
-            self.fatal(f"frontend_dispatch_main: invalid {type_name(msg.type)}: {e}")
-        except ValueError:
-            if msg.fd is not None:
-                socket.close(msg.fd)
-            self.fatal(f"frontend_dispatch_main: unexpected {type_name(msg.type)}")
+        self.guarded(self._dispatch_main, msg, "frontend_dispatch_main")
 
     def _dispatch_main(self, msg: Imsg) -> None:
         t = ImsgType(msg.type)
@@ -138,7 +106,7 @@ class Frontend:
             if self.engine is not None:
                 raise ImsgError("received a second IPC socket")
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET, 0, fileno=msg.fd)
-            self.engine = Channel(sock, self.dispatch_engine, self.lost_engine, name="engine")
+            self.engine = Channel(sock, self.dispatch_engine, self.lost_sibling, name="engine")
             self.engine.start()
         elif t is ImsgType.ROUTESOCK:
             imsg.Empty.unpack(msg.data)
@@ -351,31 +319,27 @@ class Frontend:
 
     def dispatch_engine(self, msg: Imsg) -> None:
         """frontend_dispatch_engine."""
-        if self.done.done():
-            return
-        try:
-            if msg.fd is not None:
-                socket.close(msg.fd)
-                raise ImsgError("unexpected descriptor")
-            t = ImsgType(msg.type)
-            if t in (ImsgType.SEND_DISCOVER, ImsgType.SEND_REQUEST):
-                self.send_packet(t, imsg.ReqDhcp.unpack(msg.data))
-            elif t in (ImsgType.CTL_SHOW_INTERFACE_INFO, ImsgType.CTL_END):
-                imsg.decode(t, msg.data, reply=True)  # garbage from a sibling is fatal
-                if self.control is not None:
-                    self.control.engine_reply(msg.peerid, t, msg.data)
-            elif t is ImsgType.CTL_MONITOR_EVENT:
-                imsg.MonitorEvent.unpack(msg.data)
-                if self.control is not None:
-                    self.control.monitor_event(msg.data)
-            elif t is ImsgType.PROCINFO:
-                self.relay_procinfo("engine", msg)
-            else:
-                raise ImsgError("not a message the engine sends to the frontend")
-        except ImsgError as e:
-            self.fatal(f"frontend_dispatch_engine: invalid {type_name(msg.type)}: {e}")
-        except ValueError:
-            self.fatal(f"frontend_dispatch_engine: unexpected {type_name(msg.type)}")
+        self.guarded(self._dispatch_engine, msg, "frontend_dispatch_engine")
+
+    def _dispatch_engine(self, msg: Imsg) -> None:
+        if msg.fd is not None:
+            socket.close(msg.fd)
+            raise ImsgError("unexpected descriptor")
+        t = ImsgType(msg.type)
+        if t in (ImsgType.SEND_DISCOVER, ImsgType.SEND_REQUEST):
+            self.send_packet(t, imsg.ReqDhcp.unpack(msg.data))
+        elif t in (ImsgType.CTL_SHOW_INTERFACE_INFO, ImsgType.CTL_END):
+            imsg.decode(t, msg.data, reply=True)  # garbage from a sibling is fatal
+            if self.control is not None:
+                self.control.engine_reply(msg.peerid, t, msg.data)
+        elif t is ImsgType.CTL_MONITOR_EVENT:
+            imsg.MonitorEvent.unpack(msg.data)
+            if self.control is not None:
+                self.control.monitor_event(msg.data)
+        elif t is ImsgType.PROCINFO:
+            self.relay_procinfo("engine", msg)
+        else:
+            raise ImsgError("not a message the engine sends to the frontend")
 
     def send_packet(self, t: ImsgType, req: imsg.ReqDhcp) -> None:
         iface = self.ifaces.get(req.if_index)
@@ -448,28 +412,10 @@ class Frontend:
 
 
 def frontend_main(debug: bool, verbose: int) -> int:
-    """Entry point of ``dhcpleased -F``: channel on fd 3, drop privileges, serve."""
-    log_init(debug, verbose, "frontend")
-    for signo in (signal.SIGHUP, signal.SIGPIPE, signal.SIGINT):
-        signal.signal(signo, signal.SIG_IGN)
-    parent_sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET, 0, fileno=3)
+    """Entry point of ``dhcpleased -F``."""
     hostname = socket.gethostname().split(".", 1)[0]
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    procinfo.open_status()  # cached for Frontend: /proc is gone once sandboxed
-    try:
-        sandbox.enter_child("frontend")
-    except sandbox.SandboxError as e:
-        log.critical("fatal in frontend: %s", e)
-        return 1
 
-    async def serve() -> int:
+    async def serve(parent_sock: socket.socket) -> int:
         return await Frontend(parent_sock, hostname).run()
 
-    try:
-        return loop.run_until_complete(serve())
-    finally:
-        loop.close()
-        late = sandbox.late_imports()
-        if late:  # each is a crash waiting for the path that imports it under seccomp
-            log.warning("modules imported after the sandbox: %s", " ".join(late))
+    return child_main("frontend", debug, verbose, serve)

@@ -1,0 +1,95 @@
+"""What the two re-executed children share: how they start, and how they end.
+
+Both the engine and the frontend get their channel to the parent on fd 3, ignore the
+signals the parent handles for them, lock themselves down once their loop exists, and
+exit when the parent closes its end. A message from another daemon process that does not
+check out is fatal (that process is assumed compromised); a sibling that died is the
+parent's to report, with its cause, in one line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+from collections.abc import Awaitable, Callable
+
+from dhcpleased import procinfo, sandbox
+from dhcpleased.imsg import ImsgError, type_name
+from dhcpleased.ipc import Imsg
+from dhcpleased.log import log, log_init
+
+PEER_CLOSED = "peer closed"
+
+
+class ChildProcess:
+    """The life cycle shared by Engine and Frontend; ``done`` holds the exit status."""
+
+    role = "child"
+    sibling = "sibling"
+
+    def __init__(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.done: asyncio.Future[int] = self.loop.create_future()
+
+    def fatal(self, message: str) -> None:
+        if not self.done.done():
+            log.critical("fatal in %s: %s", self.role, message)
+            self.done.set_result(1)
+
+    def lost_main(self, reason: str) -> None:
+        # The parent closing its end is how a clean shutdown reaches us.
+        if not self.done.done():
+            if reason != PEER_CLOSED:
+                log.critical("fatal in %s: channel to main: %s", self.role, reason)
+            self.done.set_result(0 if reason == PEER_CLOSED else 1)
+
+    def lost_sibling(self, reason: str) -> None:
+        # Only a broken channel is ours to explain; a dead sibling is the parent's.
+        if reason == PEER_CLOSED and not self.done.done():
+            log.debug("lost connection to %s", self.sibling)
+            self.done.set_result(1)
+        else:
+            self.fatal(f"lost connection to {self.sibling}: {reason}")
+
+    def guarded(self, handler: Callable[[Imsg], None], msg: Imsg, where: str) -> None:
+        """Run a ``dispatch_*`` body: a message that does not check out ends the process.
+
+        Descriptors of a message that fails are not closed here: the process is exiting
+        and they go with it, while a handler may already own the one it took.
+        """
+        if self.done.done():
+            if msg.fd is not None:
+                socket.close(msg.fd)
+            return
+        try:
+            handler(msg)
+        except ImsgError as e:
+            self.fatal(f"{where}: invalid {type_name(msg.type)}: {e}")
+        except ValueError:  # an ImsgType() of a number no process sends
+            self.fatal(f"{where}: unexpected {type_name(msg.type)}")
+
+
+def child_main(
+    role: str, debug: bool, verbose: int, serve: Callable[[socket.socket], Awaitable[int]]
+) -> int:
+    """Entry point of ``dhcpleased -E|-F``: everything exists before the sandbox goes up."""
+    log_init(debug, verbose, role)
+    for signo in (signal.SIGHUP, signal.SIGPIPE, signal.SIGINT):
+        signal.signal(signo, signal.SIG_IGN)
+    parent_sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET, 0, fileno=3)
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    procinfo.open_status()  # cached: /proc is gone once sandboxed
+    try:
+        sandbox.enter_child(role)
+    except sandbox.SandboxError as e:
+        log.critical("fatal in %s: %s", role, e)
+        return 1
+    try:
+        return loop.run_until_complete(serve(parent_sock))
+    finally:
+        loop.close()
+        late = sandbox.late_imports()
+        if late:  # each is a crash waiting for the path that imports it under seccomp
+            log.warning("modules imported after the sandbox: %s", " ".join(late))

@@ -228,6 +228,21 @@ def managed_ifaces(
     return managed
 
 
+def spawn_child(role: str, opts: Options) -> tuple[int, socket.socket]:
+    """Re-execute ourselves as a child with its channel on fd 3; needs no event loop, so
+    the parent can start both children before its own slow imports."""
+    mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    env = {k: v for k, v in os.environ.items() if k != "NOTIFY_SOCKET"}
+    pid = os.posix_spawn(
+        sys.executable,
+        child_argv(role, opts),
+        env,
+        file_actions=[(os.POSIX_SPAWN_DUP2, theirs.fileno(), 3)],
+    )
+    theirs.close()
+    return pid, mine
+
+
 class Child:
     """A re-executed child: its pid, a pidfd to notice its death, its channel."""
 
@@ -254,8 +269,10 @@ class Main:
         open_udpsock: Callable[[str, IPv4Address], socket.socket],
         open_routesock: Callable[[], socket.socket],
         control_sock: socket.socket | None = None,
+        spawned: dict[str, tuple[int, socket.socket]] | None = None,
     ) -> None:
         self.opts = opts
+        self.spawned = spawned  # children already started by parent_main, if any
         self.conf = conf
         self.managed = managed_ifaces(conf, opts.ifaces)
         self.kroute = kroute
@@ -278,9 +295,10 @@ class Main:
 
     # --- life cycle ---------------------------------------------------------------------------
     async def run(self) -> int:
+        spawned = self.spawned or {r: spawn_child(r, self.opts) for r in ("frontend", "engine")}
+        for role, (pid, mine) in spawned.items():
+            self.children[role] = self.adopt(role, pid, mine)
         await self.kroute.open()
-        for role in ("frontend", "engine"):
-            self.children[role] = self.spawn(role)
         fe, en = self.children["frontend"].channel, self.children["engine"].channel
         fe_end, en_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         fe.compose(ImsgType.SOCKET_IPC, fd=fe_end.detach())
@@ -311,16 +329,8 @@ class Main:
             log.info("terminating")
         return code
 
-    def spawn(self, role: str) -> Child:
-        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        env = {k: v for k, v in os.environ.items() if k != "NOTIFY_SOCKET"}
-        pid = os.posix_spawn(
-            sys.executable,
-            child_argv(role, self.opts),
-            env,
-            file_actions=[(os.POSIX_SPAWN_DUP2, theirs.fileno(), 3)],
-        )
-        theirs.close()
+    def adopt(self, role: str, pid: int, mine: socket.socket) -> Child:
+        """Watch a spawned child: its channel and a pidfd to learn of its death."""
         channel = Channel(
             mine,
             lambda m: self.dispatch(role, m),
@@ -740,12 +750,15 @@ def parent_main(opts: Options) -> int:
     except OSError as e:
         return err(f"{opts.csock}: {e.strerror}")
 
-    from dhcpleased import bpf, kroute, lease, resolver  # noqa: PLC0415, F401 - parent only
-
     if not opts.debug:
         daemonize()
     log_init(opts.debug, opts.verbose, "main")
     procinfo.open_status()  # after daemonize (a new pid), before any sandbox
+    # The children start now: their start-up overlaps the parent's own slow imports.
+    spawned = {role: spawn_child(role, opts) for role in ("frontend", "engine")}
+
+    from dhcpleased import bpf, kroute, lease, resolver  # noqa: PLC0415, F401 - parent only
+
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
 
@@ -760,6 +773,7 @@ def parent_main(opts: Options) -> int:
             open_udpsock=bpf.open_udpsock,
             open_routesock=bpf.open_routesock,
             control_sock=csock,
+            spawned=spawned,
         )
         return await m.run()
 

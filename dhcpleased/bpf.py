@@ -162,6 +162,10 @@ def _drain(sock: socket.socket) -> None:
             sock.recv(_RECV_SIZE)
         except (BlockingIOError, InterruptedError):
             return
+        except OSError as e:  # a link that is down has nothing queued; the socket is fine
+            if e.errno == errno.ENETDOWN:
+                return
+            raise
 
 
 def open_bpfsock(if_index: int, *, drop_foreign: bool = True) -> socket.socket:

@@ -238,7 +238,8 @@ def _parse_frame(
         return Rejection(f"bad IP header length {ihl}")
     if total_len < ihl or total_len > len(frame) - ip:
         return Rejection(f"bad IP total length {total_len} ({len(frame) - ip} bytes captured)")
-    if not csum_flags & defs.TP_STATUS_CSUM_VALID and internet_checksum(frame[ip : ip + ihl]):
+    # TP_STATUS_CSUM_VALID vouches for the UDP checksum only: the header is always ours to check
+    if internet_checksum(frame[ip : ip + ihl]):
         return Rejection("bad IP checksum")
     if frag & (_IP_MF | _IP_OFFMASK):
         return Rejection("IP fragment")

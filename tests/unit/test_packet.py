@@ -155,7 +155,7 @@ def test_ip_header_checks() -> None:
     bad(F.frame(total_len=19), f"bad IP total length 19 ({N_IP} bytes captured)")
     bad(F.frame(total_len=N_IP + 1), f"bad IP total length {N_IP + 1} ({N_IP} bytes captured)")
     bad(F.frame(ip_csum=0x1234), "bad IP checksum")
-    ok(F.frame(ip_csum=0x1234), csum_flags=defs.TP_STATUS_CSUM_VALID)
+    bad(F.frame(ip_csum=0x1234), "bad IP checksum", csum_flags=defs.TP_STATUS_CSUM_VALID)
     bad(F.frame(ip_csum=0x1234), "bad IP checksum", csum_flags=defs.TP_STATUS_CSUMNOTREADY)
     bad(F.frame(frag=0x2000), "IP fragment")
     bad(F.frame(frag=0x0001), "IP fragment")

@@ -109,9 +109,10 @@ def scale_bench(rep: Report, cs: list[h.Client], n: int, runs: int) -> None:
         f"4. Scale: one client, {n} interfaces (veth pairs on a bridge, one dnsmasq)",
         "Time from exec to the last of the N RTM_NEWADDRs (a run that bound fewer within "
         "60 s is listed with its count, and its memory still counts); memory summed over "
-        f"the client's processes 2 s later (MiB); growth per interface = (total with {n} - total with 1) "
-        f"/ {n - 1}, in KiB. Each client manages the same interfaces in turn. Targets for "
-        "dhcpleased: all bound ≤ 3 s, ≤ 32 KiB per interface, total below dhcpcd's.",
+        "the client's processes 2 s later (MiB); growth per interface = "
+        f"(total with {n} - total with 1) / {n - 1}, in KiB. Each client manages the same "
+        "interfaces in turn. Targets for dhcpleased: all bound ≤ 3 s, ≤ 32 KiB per "
+        "interface, total below dhcpcd's.",
         (
             "client",
             "all bound ms (min-max, n)",

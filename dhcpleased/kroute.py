@@ -1,6 +1,6 @@
 """Address and route changes for the parent, over rtnetlink (configure_interface & co).
 
-The Linux twin of the parent's SIOCAIFADDR/RTM_ADD code, on pyroute2's AsyncIPRoute.
+The Linux twin of the parent's SIOCAIFADDR/RTM_ADD code, over :mod:`dhcpleased.rtnl`.
 Every route is tagged ``proto dhcp`` (RTPROT_DHCP) so ``ip route`` shows who owns it and
 cleanup can be exact.  Routes get a per-interface metric (``metric_base + if_index``,
 dhcpcd's scheme): two interfaces can then each hold a DHCP default route, as the
@@ -16,15 +16,11 @@ from __future__ import annotations
 
 import errno
 import logging
-import socket
 from collections.abc import Sequence
 from ipaddress import IPv4Address, IPv4Network
-from typing import Any, Protocol
+from typing import Protocol
 
-from pyroute2 import AsyncIPRoute
-from pyroute2.netlink.exceptions import NetlinkError
-
-from dhcpleased import defs
+from dhcpleased import defs, rtnl
 
 log = logging.getLogger("dhcpleased.kroute")
 
@@ -56,8 +52,7 @@ def _dst(r: RouteLike) -> IPv4Network:
     return IPv4Network(f"{r.dst}/{mask_prefixlen(r.mask)}", strict=False)
 
 
-def _oserror(e: NetlinkError, what: str) -> OSError:
-    return OSError(e.code, f"{what}: {e.args[1] if len(e.args) > 1 else e}")
+_REPLACE = rtnl.NLM_F_CREATE | rtnl.NLM_F_REPLACE
 
 
 class KRoute:
@@ -68,21 +63,23 @@ class KRoute:
     ) -> None:
         self.table = table
         self.metric_base = metric_base
-        self._ipr: Any = None
+        self._nl: rtnl.Rtnl | None = None
 
     async def open(self) -> None:
-        self._ipr = AsyncIPRoute(ext_ack=True, strict_check=True)
+        nl = rtnl.Rtnl()
+        nl.open()
+        self._nl = nl
 
     async def close(self) -> None:
-        if self._ipr is not None:
-            self._ipr.close()
-            self._ipr = None
+        if self._nl is not None:
+            self._nl.close()
+            self._nl = None
 
     @property
-    def ipr(self) -> Any:
-        if self._ipr is None:
+    def nl(self) -> rtnl.Rtnl:
+        if self._nl is None:
             raise OSError(errno.ENOTCONN, "kroute: not open")
-        return self._ipr
+        return self._nl
 
     def metric(self, if_index: int) -> int:
         return self.metric_base + if_index
@@ -109,17 +106,17 @@ class KRoute:
                 if r.gw.is_unspecified or r.gw == addr:
                     # gw 0 = directly reachable; gw == own address = the original's
                     # "default via own IP" on-link route
-                    await self._route("replace", if_index, dst, None, addr)
+                    await self._route(if_index, dst, None, addr)
                     continue
                 if r.gw not in subnet and r.gw not in helpers:
                     # Linux refuses a gateway it cannot reach on-link: add a /32 link
                     # route to it first (the original does this for default routes)
-                    await self._route("replace", if_index, IPv4Network(f"{r.gw}/32"), None, addr)
+                    await self._route(if_index, IPv4Network(f"{r.gw}/32"), None, addr)
                     helpers.add(r.gw)
-                await self._route("replace", if_index, dst, r.gw, addr)
-            except NetlinkError as e:
+                await self._route(if_index, dst, r.gw, addr)
+            except OSError as e:
                 gw = "on-link" if r.gw.is_unspecified else f"via {r.gw}"
-                log.warning("cannot add route %s %s: %s", dst, gw, _oserror(e, "").strerror)
+                log.warning("cannot add route %s %s: %s", dst, gw, e.strerror)
 
     async def deconfigure(
         self, if_index: int, addr: IPv4Address, mask: IPv4Address, routes: Sequence[RouteLike]
@@ -128,18 +125,16 @@ class KRoute:
 
         The original removes only the address and lets the kernel drop the routes; here
         the routes are deleted explicitly too, matched by interface, proto and metric, so
-        the wrong one cannot go (the reason the original disabled its deletes).
+        the wrong one cannot go (the reason the original disabled its deletes).  Mask 0
+        (an address remembered from a lease file, prefix unknown) or a non-contiguous one
+        deletes the address whatever its prefix: the request then names IFA_LOCAL only.
         """
         await self.withdraw_routes(if_index, routes)
         try:
             prefixlen = mask_prefixlen(mask)
         except ValueError:
-            prefixlen = 32
-        try:
-            await self.ipr.addr("del", index=if_index, address=str(addr), prefixlen=prefixlen)
-        except NetlinkError as e:
-            if e.code not in _GONE:
-                raise _oserror(e, f"delete address {addr}/{prefixlen}") from None
+            prefixlen = 0
+        await self._del_address(if_index, addr, prefixlen, exact=prefixlen != 0)
 
     async def withdraw_routes(self, if_index: int, routes: Sequence[RouteLike]) -> None:
         """Delete the listed routes and their /32 gateway helpers; missing ones are fine."""
@@ -158,69 +153,77 @@ class KRoute:
     # --- helpers --------------------------------------------------------------------------
     async def _set_address(self, if_index: int, addr: IPv4Address, prefixlen: int) -> None:
         """Keep the address if it is there with this prefix; drop other prefixes of it."""
-        ipr = self.ipr
-        present: list[int] = []
+        what = f"add address {addr}/{prefixlen}"
         try:
-            async for msg in await ipr.addr("dump", index=if_index, family=socket.AF_INET):
-                if msg.get("index") != if_index:
-                    continue
-                local = msg.get("local") or msg.get("address")
-                if local == str(addr):
-                    present.append(int(msg.get("prefixlen")))
+            present: list[int] = []
+            for msg in await self.nl.dump(rtnl.RTM_GETADDR, rtnl.addr_body(if_index, 0), what):
+                ifa = rtnl.parse_ifaddr(msg.payload) if msg.mtype == rtnl.RTM_NEWADDR else None
+                if ifa is not None and ifa.if_index == if_index and ifa.local == addr:
+                    present.append(ifa.prefixlen)
             for other in present:
                 if other != prefixlen:
-                    await ipr.addr("del", index=if_index, address=str(addr), prefixlen=other)
+                    await self._del_address(if_index, addr, other, exact=True)
             if prefixlen in present:
                 return
-            kwargs: dict[str, Any] = {}
+            broadcast = None
             if prefixlen < 31:  # /31 (RFC 3021) and /32 have no broadcast address
                 net = IPv4Network(f"{addr}/{prefixlen}", strict=False)
-                kwargs["broadcast"] = str(net.broadcast_address)
-            await ipr.addr(
-                "replace", index=if_index, address=str(addr), prefixlen=prefixlen, **kwargs
-            )
-        except NetlinkError as e:
-            if e.code != errno.EEXIST:
-                raise _oserror(e, f"add address {addr}/{prefixlen}") from None
+                broadcast = net.broadcast_address
+            body = rtnl.addr_body(if_index, prefixlen, addr, address=addr, broadcast=broadcast)
+            await self.nl.request(rtnl.RTM_NEWADDR, _REPLACE, body, what)
+        except OSError as e:
+            if e.errno != errno.EEXIST:
+                raise
+
+    async def _del_address(
+        self, if_index: int, addr: IPv4Address, prefixlen: int, *, exact: bool
+    ) -> None:
+        """Delete addr (with exactly this prefix, or any prefix); already gone is fine."""
+        what = f"delete address {addr}/{prefixlen}" if exact else f"delete address {addr}"
+        body = rtnl.addr_body(
+            if_index, prefixlen if exact else 0, addr, address=addr if exact else None
+        )
+        try:
+            await self.nl.request(rtnl.RTM_DELADDR, 0, body, what)
+        except OSError as e:
+            if e.errno not in _GONE:
+                raise
 
     async def _route(
-        self,
-        command: str,
-        if_index: int,
-        dst: IPv4Network,
-        gw: IPv4Address | None,
-        src: IPv4Address,
+        self, if_index: int, dst: IPv4Network, gw: IPv4Address | None, src: IPv4Address
     ) -> None:
-        kwargs: dict[str, Any] = {
-            "dst": str(dst),
-            "oif": if_index,
-            "table": self.table,
-            "proto": defs.RTPROT_DHCP,
-            "priority": self.metric(if_index),
-            "prefsrc": str(src),
-        }
-        if gw is None:
-            kwargs["scope"] = RT_SCOPE_LINK
-        else:
-            kwargs["scope"] = RT_SCOPE_UNIVERSE
-            kwargs["gateway"] = str(gw)
+        """Add or replace one route of ours (proto dhcp, our metric, leased source)."""
+        body = rtnl.route_body(
+            dst=dst.network_address,
+            dst_len=dst.prefixlen,
+            oif=if_index,
+            table=self.table,
+            proto=defs.RTPROT_DHCP,
+            priority=self.metric(if_index),
+            scope=RT_SCOPE_LINK if gw is None else RT_SCOPE_UNIVERSE,
+            gateway=gw,
+            prefsrc=src,
+        )
         try:
-            await self.ipr.route(command, **kwargs)
-        except NetlinkError as e:
-            if e.code != errno.EEXIST:
+            await self.nl.request(rtnl.RTM_NEWROUTE, _REPLACE, body, f"add route {dst}")
+        except OSError as e:
+            if e.errno != errno.EEXIST:
                 raise
 
     async def _delete(self, if_index: int, dst: IPv4Network) -> None:
+        """Delete our route to dst, whatever its scope or gateway; absent is fine."""
+        body = rtnl.route_body(
+            dst=dst.network_address,
+            dst_len=dst.prefixlen,
+            oif=if_index,
+            table=self.table,
+            proto=defs.RTPROT_DHCP,
+            priority=self.metric(if_index),
+            scope=RT_SCOPE_NOWHERE,
+            rtype=rtnl.RTN_UNSPEC,
+        )
         try:
-            await self.ipr.route(
-                "del",
-                dst=str(dst),
-                oif=if_index,
-                table=self.table,
-                proto=defs.RTPROT_DHCP,
-                priority=self.metric(if_index),
-                scope=RT_SCOPE_NOWHERE,
-            )
-        except NetlinkError as e:
-            if e.code not in _GONE:
-                log.warning("cannot delete route %s: %s", dst, _oserror(e, "").strerror)
+            await self.nl.request(rtnl.RTM_DELROUTE, 0, body, f"delete route {dst}")
+        except OSError as e:
+            if e.errno not in _GONE:
+                log.warning("cannot delete route %s: %s", dst, e.strerror)

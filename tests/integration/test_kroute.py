@@ -210,3 +210,32 @@ def test_errors_come_back_as_oserror(kr: KRouteChild) -> None:
     assert r["ok"] is False and "not contiguous" in r["error"]
     r = kr("configure", addr=net(kr.lab, 5), mask=M24, routes=[], index=9999)
     assert r["ok"] is False and r["errno"] == errno.ENODEV
+
+
+def test_deconfigure_with_unknown_prefix_removes_the_address(kr: KRouteChild) -> None:
+    """Mask 0: an address remembered from a lease file, its prefix unknown."""
+    lab = kr.lab
+    addr, gw = net(lab, 85), net(lab, 1)
+    routes = [[ANY, ANY, gw]]
+    assert kr("configure", addr=addr, mask=M24, routes=routes) == {"ok": True}
+    lab.exec_in(lab.cli_ns, ["ip", "addr", "add", "198.18.40.1/24", "dev", lab.ifname])
+    assert kr("deconfigure", addr=addr, mask=ANY, routes=routes) == {"ok": True}
+    assert lab.addresses() == ["198.18.40.1/24"]
+    assert dhcp_routes(lab) == {}
+    assert kr("deconfigure", addr=addr, mask=ANY, routes=routes) == {"ok": True}  # gone: fine
+
+
+def test_a_refused_route_does_not_stop_the_others(kr: KRouteChild) -> None:
+    """The kernel refuses a gateway that is the subnet's broadcast address (EINVAL): that
+    route is logged and skipped, the others go in, tagged proto dhcp."""
+    lab = kr.lab
+    addr = net(lab, 95)
+    routes = [
+        ["198.18.8.0", M24, ANY],
+        ["198.18.9.0", M24, net(lab, 255)],
+        ["198.18.10.0", M24, net(lab, 2)],
+    ]
+    assert kr("configure", addr=addr, mask=M24, routes=routes) == {"ok": True}
+    got = dhcp_routes(lab)
+    assert set(got) == {"198.18.8.0/24", "198.18.10.0/24"}
+    assert all(r["protocol"] == "dhcp" and r["prefsrc"] == addr for r in got.values())

@@ -125,8 +125,10 @@ class Control:
         set_verbose: Callable[[int], None],
         procinfo: Callable[[], imsg.ProcInfo],
         max_clients: int = MAX_CLIENTS,
+        allowed_uid: int = ROOT_UID,  # the daemon never passes another; tests run unprivileged
     ) -> None:
         sock.setblocking(False)
+        self.allowed_uid = allowed_uid
         self._sock = sock
         self._fileno = sock.fileno()
         self.to_main = to_main
@@ -201,7 +203,7 @@ class Control:
             log.warning("control: no peer credentials: %s", e.strerror)
             conn.close()
             return
-        if uid != ROOT_UID:
+        if uid != self.allowed_uid:
             log.warning("control: refused connection from uid %d (pid %d)", uid, pid)
             conn.close()
             return

@@ -98,6 +98,7 @@ async def rig(sockdir: Path) -> AsyncIterator[Rig]:
         is_managed=lambda i: i in backend.managed,
         set_verbose=backend.verbose.append,
         procinfo=frontend_info,
+        allowed_uid=os.geteuid(),  # root in CI; the suite must also pass unprivileged
     )
     backend.ctl = ctl
     ctl.start()

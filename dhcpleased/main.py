@@ -7,7 +7,7 @@ children (``-E`` engine, ``-F`` frontend) so that each starts with a fresh addre
 and its channel on fd 3, and it serves each child only the requests that child has a
 reason to make. A child that dies or misbehaves ends the whole daemon.
 
-Heavy, parent-only modules (lark, pyroute2) are imported in :func:`parent_main`, never at
+Heavy, parent-only modules (lark, rtnl) are imported in :func:`parent_main`, never at
 module level: the children import this module too, to parse their command line.
 """
 

@@ -313,16 +313,19 @@ class Main:
         try:  # after the spawns: the children drop root's capabilities themselves
             sandbox.enter_parent(self.opts.conffile, self.resolver.mode, self.resolver.resolv_conf)
         except sandbox.SandboxError as e:
-            self.fail(f"sandbox: {e}")
-        for signo in (signal.SIGTERM, signal.SIGINT):
-            self.loop.add_signal_handler(signo, self.finish, 0)
-        self.loop.add_signal_handler(signal.SIGHUP, self.reload)
-        worker = self.loop.create_task(self.worker())
-        log.info("startup")
-        self.notifier.ready(self.status_line())  # the processes are up; a lease may come later
+            self.fail(f"sandbox: {e}")  # never READY: systemd sees the failed start
+        worker = None
+        if not self.done.done():
+            for signo in (signal.SIGTERM, signal.SIGINT):
+                self.loop.add_signal_handler(signo, self.finish, 0)
+            self.loop.add_signal_handler(signal.SIGHUP, self.reload)
+            worker = self.loop.create_task(self.worker())
+            log.info("startup")
+            self.notifier.ready(self.status_line())  # processes up; a lease may come later
         code = await self.done
         self.notifier.stopping()
-        worker.cancel()
+        if worker is not None:
+            worker.cancel()
         await self.stop_children()
         await self.kroute.close()
         if code == 0:

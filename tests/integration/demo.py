@@ -65,6 +65,9 @@ def main() -> int:
             f"lease file /var/lib/dhcpleased/{lab.ifname}",
             lease.read_text() if lease.exists() else "",
         )
+        for args in (("-l", lab.ifname), ("-p",)):
+            res = lab.ctl(*args) if daemon.poll() is None else None
+            show(f"dhcpleasectl {' '.join(args)}", (res.stdout + res.stderr) if res else "")
         if daemon.poll() is None:
             daemon.send_signal(signal.SIGTERM)
             daemon.wait(10)

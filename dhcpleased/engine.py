@@ -336,23 +336,12 @@ class Engine(ChildProcess):
                     routes=a.routes,
                 )
                 self.main.compose(ImsgType.CONFIGURE_INTERFACE, ci.pack())
-            elif isinstance(a, fsm.Deconfigure | fsm.WithdrawRoutes):
-                is_deconf = isinstance(a, fsm.Deconfigure)
-                ci = imsg.ConfigureInterface(
-                    if_index=iface.if_index,
-                    rdomain=0,
-                    addr=a.address if isinstance(a, fsm.Deconfigure) else ZERO,
-                    mask=a.mask if isinstance(a, fsm.Deconfigure) else ZERO,
-                    siaddr=ZERO,
-                    server=iface.server,
-                    file=b"",
-                    domain_name="",
-                    host_name="",
-                    lease_time=0,
-                    routes=a.routes,
+            elif isinstance(a, fsm.Deconfigure):
+                self.compose_removal(
+                    iface, ImsgType.DECONFIGURE_INTERFACE, a.address, a.mask, a.routes
                 )
-                kind = ImsgType.DECONFIGURE_INTERFACE if is_deconf else ImsgType.WITHDRAW_ROUTES
-                self.main.compose(kind, ci.pack())
+            elif isinstance(a, fsm.WithdrawRoutes):
+                self.compose_removal(iface, ImsgType.WITHDRAW_ROUTES, ZERO, ZERO, a.routes)
             elif isinstance(a, fsm.ProposeRdns):
                 rd = imsg.ProposeRdns(iface.if_index, 0, a.nameservers, a.domain, a.search)
                 self.main.compose(ImsgType.PROPOSE_RDNS, rd.pack())
@@ -380,6 +369,30 @@ class Engine(ChildProcess):
             reason=reason or "unknown",
         )
         self.frontend.compose(ImsgType.CTL_MONITOR_EVENT, event.pack())
+
+    def compose_removal(
+        self,
+        iface: EngineIface,
+        kind: ImsgType,
+        addr: IPv4Address,
+        mask: IPv4Address,
+        routes: tuple[packet.Route, ...],
+    ) -> None:
+        """DECONFIGURE_INTERFACE / WITHDRAW_ROUTES share configure's layout, mostly empty."""
+        ci = imsg.ConfigureInterface(
+            if_index=iface.if_index,
+            rdomain=0,
+            addr=addr,
+            mask=mask,
+            siaddr=ZERO,
+            server=iface.server,
+            file=b"",
+            domain_name="",
+            host_name="",
+            lease_time=0,
+            routes=routes,
+        )
+        self.main.compose(kind, ci.pack())
 
     def compose_frontend(self, mtype: ImsgType, data: bytes) -> None:
         if self.frontend is None:

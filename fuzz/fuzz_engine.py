@@ -340,6 +340,11 @@ RANDOM_IMSG = st.none() | st.tuples(
 def fuzz_engine(
     seed: int, steps: list[tuple[Any, ...]], last: tuple[bool, int, bytes] | None
 ) -> None:
+    run_case(seed, steps, last)
+
+
+def run_case(seed: int, steps: list[tuple[Any, ...]], last: tuple[bool, int, bytes] | None) -> None:
+    """One input: a configured, linked-up interface, then the steps, then a stray imsg."""
     h = Harness(seed)
     for s in [*START, *steps]:
         h.step(s)

@@ -25,6 +25,7 @@ from fuzz.fuzz_engine import (
     Finding,
     Harness,
     check_for_parent,
+    run_case,
 )
 from fuzz.fuzz_packet import CLIENT_MAC, ip_udp
 
@@ -34,11 +35,7 @@ from fuzz.fuzz_packet import CLIENT_MAC, ip_udp
 def test_engine_dispatch_never_fails(
     seed: int, steps: list[tuple[object, ...]], last: tuple[bool, int, bytes] | None
 ) -> None:
-    h = Harness(seed)
-    for s in [*START, *steps]:
-        h.step(s)
-    if last is not None:
-        h.random_imsg(*last)
+    run_case(seed, steps, last)
 
 
 def reply(xid: int, mtype: int, *extra: bytes) -> bytes:

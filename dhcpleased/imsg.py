@@ -607,7 +607,7 @@ class CtlEngineInfo(Payload):
     running: bool = field(metadata=_m(_BOOL))
     link_state: int = field(metadata=_m(_U32C))
     state: str = field(metadata=_m(_STATE))
-    request_time: float = field(metadata=_m(_FLOAT))  # monotonic time of the last ACK
+    request_time: float = field(metadata=_m(_FLOAT))  # CLOCK_BOOTTIME of the last ACK
     server_identifier: IPv4Address = field(metadata=_m(_ADDR))
     dhcp_server: IPv4Address = field(metadata=_m(_ADDR))
     requested_ip: IPv4Address = field(metadata=_m(_ADDR))

@@ -253,6 +253,8 @@ class Engine(ChildProcess):
             if not res.silent:
                 log.debug("%s: dropped packet: %s", iface.name, res.reason)
             return
+        for note in res.ignored:  # a server's small mistake costs the option, not the reply
+            log.debug("%s: ignoring %s", iface.name, note)
         if log_getverbose() > 1:
             log.debug("%s: %r", iface.name, res)
         if res.client_id is not None:

@@ -186,6 +186,25 @@ async def test_network_garbage_is_dropped(rig: Rig) -> None:
     assert ci.addr == rig.engine.ifaces[IFINDEX].machine.requested_ip
 
 
+async def test_a_servers_small_mistakes_cost_the_option_not_the_lease(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    update_if(rig.main)
+    disc = imsg.ReqDhcp.unpack((await rig.fe.expect(ImsgType.SEND_DISCOVER)).data)
+    dhcp(rig.fe, reply(disc.xid, defs.DHCPOFFER))
+    req = imsg.ReqDhcp.unpack((await rig.fe.expect(ImsgType.SEND_REQUEST)).data)
+    bad = ((26, b"\x05"), (42, b"\xc0\x00\x02"), (119, b"\xc0\x00"))
+    opts = tuple(o for o in frames.ACK_OPTIONS if o[0] not in (26, 42, 119)) + bad
+    caplog.set_level("DEBUG", logger="dhcpleased")
+    dhcp(rig.fe, frames.frame(frames.bootp(opts, xid=req.xid)))
+    ci = imsg.ConfigureInterface.unpack((await rig.main.expect(ImsgType.CONFIGURE_INTERFACE)).data)
+    assert ci.addr == frames.YIADDR
+    rdns = imsg.ProposeRdns.unpack((await rig.main.expect(ImsgType.PROPOSE_RDNS)).data)
+    assert rdns.search == ()  # the broken 119 is all that was lost
+    assert f"{IFNAME}: ignoring option 26 with wrong length 1" in caplog.text
+    assert f"{IFNAME}: ignoring option 119 with a pointer loop" in caplog.text
+
+
 async def test_client_id_length_mismatch_drops_reply(rig: Rig) -> None:
     update_if(rig.main)
     disc = imsg.ReqDhcp.unpack((await rig.fe.expect(ImsgType.SEND_DISCOVER)).data)

@@ -251,7 +251,7 @@ def test_after_end() -> None:
 
 @pytest.mark.parametrize(
     ("code", "good"),
-    [(1, 4), (26, 2), (51, 4), (53, 1), (54, 4), (58, 4), (59, 4), (108, 4)],
+    [(1, 4), (51, 4), (53, 1), (54, 4), (58, 4), (59, 4), (108, 4)],
 )
 def test_fixed_length_options(code: int, good: int) -> None:
     for length in {0, good - 1, good + 1, 255}:
@@ -259,7 +259,7 @@ def test_fixed_length_options(code: int, good: int) -> None:
     with_opts((code, b"\x01" * good))
 
 
-@pytest.mark.parametrize("code", [3, 6, 42])
+@pytest.mark.parametrize("code", [3, 6])
 def test_address_list_lengths(code: int) -> None:
     for length in (0, 1, 3, 5, 7, 254):
         opt_reject(f"received option {code} with wrong length", (code, b"\x01" * length))
@@ -466,9 +466,11 @@ def test_domain_search_skips_unsafe_names() -> None:
         ),
     ],
 )
-def test_domain_search_rejected(data: bytes, reason: str) -> None:
+def test_domain_search_broken_is_ignored(data: bytes, reason: str) -> None:
     opts = [(119, data[i : i + 255]) for i in range(0, len(data), 255)]
-    opt_reject(f"received option 119 with {reason}", *opts)
+    msg = with_opts((53, b"\x05"), *opts)
+    assert msg.message_type == 5 and msg.domain_search == ()
+    assert msg.ignored == (f"option 119 with {reason}",)
 
 
 def test_domain_search_longest_name() -> None:
@@ -794,12 +796,6 @@ CORPUS = [
         F.frame(F.bootp([(121, bytes([32, 1, 2, 3, 4, 5]))])),
         "received option 121 with wrong length",
     ),
-    (
-        "119 loop",
-        F.frame(F.bootp([(119, b"\x01a\xc0\x04\x01b\xc0\x00")])),
-        "received option 119 with a pointer loop",
-    ),
-    ("119 self", F.frame(F.bootp([(119, b"\xc0\x00")])), "received option 119 with a pointer loop"),
     (
         "53 wrong length",
         F.frame(F.bootp([(53, b"\x05\x05")])),

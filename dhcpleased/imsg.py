@@ -84,7 +84,8 @@ class ImsgType(enum.IntEnum):
     WITHDRAW_ROUTES = enum.auto()
     PROPOSE_RDNS = enum.auto()
     WITHDRAW_RDNS = enum.auto()
-    REPROPOSE_RDNS = enum.auto()
+    REPROPOSE_RDNS = enum.auto()  # unused, number kept: the original answers resolvd's
+    # RTP_PROPOSAL_SOLICIT with it; Linux has no such solicitation, so nothing sends it
     REQUEST_REBOOT = enum.auto()
     # --- Linux additions ---
     CTL_MONITOR = enum.auto()  # ctl -> fe: subscribe to state changes (dhcpleasectl -m)

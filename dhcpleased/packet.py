@@ -566,7 +566,8 @@ def build_bootp(req: Request) -> bytes:
         _opt(defs.DHO_DHCP_MESSAGE_TYPE, bytes((req.message_type,))),
     ]
     if req.host_name:
-        out.append(_opt(defs.DHO_HOST_NAME, req.host_name.encode()))
+        # surrogateescape: a host name's bytes go out as they are, UTF-8 or not
+        out.append(_opt(defs.DHO_HOST_NAME, req.host_name.encode(errors="surrogateescape")))
     client_id = req.client_id if req.client_id is not None else b"\x01" + req.mac
     out.append(_opt(defs.DHO_DHCP_CLIENT_IDENTIFIER, client_id))
     if req.vendor_class_id:

@@ -222,6 +222,7 @@ async def test_client_id_length_mismatch_drops_reply(rig: Rig) -> None:
         ("main", 9999, b""),  # unknown type
         ("fe", ImsgType.DHCP, struct.pack("=IH", IFINDEX, 0)),  # wrong size
         ("fe", ImsgType.CONFIGURE_INTERFACE, b""),  # not the frontend's to send
+        ("fe", ImsgType.REPROPOSE_RDNS, b""),  # no longer part of the protocol (11.12)
         ("main", ImsgType.RECONF_END, b""),  # RECONF_END without RECONF_CONF
     ],
 )

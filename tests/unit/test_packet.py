@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import struct
 import time
 from ipaddress import IPv4Address
@@ -598,6 +599,12 @@ def test_build_skips_unset_and_cuts_long() -> None:
     big = build_bootp(Request(3, 1, CLIENT_MAC, host_name="h" * 255, vendor_class_id=b"v" * 255,
                               client_id=b"c" * 255))  # fmt: skip
     assert len(big) > 300 and big.endswith(b"\xff")
+
+
+def test_build_sends_a_host_names_bytes_as_they_are() -> None:
+    name = os.fsdecode(b"h\xf6st")  # sethostname takes any bytes; gethostname escapes them
+    opts = options_of(build_bootp(Request(1, 1, CLIENT_MAC, host_name=name)))
+    assert (12, b"h\xf6st") in opts
 
 
 def test_build_rejects_bad_mac() -> None:

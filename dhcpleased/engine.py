@@ -62,6 +62,7 @@ class EngineIface:
     machine: fsm.Fsm
     server: IPv4Address = ZERO  # of the last Configure, for the parent's "deleting" log line
     shown: fsm.State = fsm.State.DOWN  # last state told to dhcpleasectl -m (a new Fsm's state)
+    deadline: float | None = None  # the fsm's deadline as the shared timer last saw it
 
     @property
     def up(self) -> bool:
@@ -351,7 +352,8 @@ class Engine(ChildProcess):
                 rd = imsg.ProposeRdns(iface.if_index, 0, (), "", ())
                 self.main.compose(ImsgType.WITHDRAW_RDNS, rd.pack())
         self.announce(iface, reason)
-        self.rearm()
+        if iface.machine.deadline != iface.deadline:  # else the earliest one is unchanged
+            self.rearm()
 
     def announce(self, iface: EngineIface, reason: str) -> None:
         """A state change goes to the frontend for its ``dhcpleasectl -m`` subscribers."""
@@ -404,7 +406,9 @@ class Engine(ChildProcess):
 
     def rearm(self) -> None:
         """One timer for all interfaces: the earliest deadline (iface_timeout's evtimers)."""
-        deadlines = [d for i in self.ifaces.values() if (d := i.machine.deadline) is not None]
+        for iface in self.ifaces.values():
+            iface.deadline = iface.machine.deadline
+        deadlines = [d for i in self.ifaces.values() if (d := i.deadline) is not None]
         self.clock.arm(min(deadlines, default=None))
 
     def wake(self) -> None:

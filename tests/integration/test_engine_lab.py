@@ -1,5 +1,7 @@
 """The engine's timers and the frontend's packets on the real daemon, in the lab.
 
+- A server whose replies carry a broken option 26, 42 and 119: the lease is taken without
+  them (issue 11, item 6); one with a broken option 6 is refused, as by the original.
 - 2000 ``dhcpleasectl IF`` requests during a server outage, then the server back: a lease
   within the normal retry time (issue 11, item 9).
 - The host name is read for each packet: the daemon runs in its own UTS namespace, which
@@ -25,8 +27,10 @@ import pytest
 from dhcpleasectl.main import Client
 from dhcpleased import imsg
 from dhcpleased.imsg import ImsgType
+from tests.integration.hostile import HostileServer
 from tests.integration.lab import Lab
 from tests.integration.test_daemon import children, daemon_log, wait_leased
+from tests.integration.test_faults import LIMIT, dns_proposed, has_addr, wait_addr
 
 pytestmark = pytest.mark.integration
 
@@ -58,6 +62,36 @@ def engine_info(lab: Lab, index: int, *, request: bool = False) -> imsg.CtlEngin
 
 def acks(lab: Lab) -> int:
     return len(re.findall(r"DHCPACK\(", lab.dnsmasq_log_text()))
+
+
+# --- 11.6: a server's small mistakes cost an option, not the lease ---------------------------
+
+
+def test_broken_26_42_119_cost_only_those_options() -> None:
+    with Lab(start_dnsmasq=False) as lab:
+        bad = [[26, "05"], [42, "c00002"], [119, "c000"]]  # 1 byte, 3 bytes, a pointer loop
+        h = HostileServer(lab, extra=bad)
+        daemon = lab.start_daemon("-d", "-v", lab.ifname)
+        wait_addr(lab, daemon, h.address)
+        lab.wait_for(lambda: dns_proposed(lab), LIMIT, what="DNS")
+        log = daemon_log(lab)
+        for note in ("option 26 with wrong length 1", "option 42 with wrong length 3",
+                     "option 119 with a pointer loop"):  # fmt: skip
+            assert f"{lab.ifname}: ignoring {note}" in log, note
+        assert "dropped packet" not in log
+        assert daemon.poll() is None
+
+
+def test_broken_6_still_costs_the_reply() -> None:
+    with Lab(start_dnsmasq=False) as lab:
+        h = HostileServer(lab, extra=[[6, "c0000235c0"]])  # 5 bytes: the original drops it
+        daemon = lab.start_daemon("-d", "-v", lab.ifname)
+        lab.wait_for(
+            lambda: "received option 6 with wrong length" in daemon_log(lab), LIMIT, what="drop"
+        )
+        time.sleep(1)
+        assert not has_addr(lab, h.address)
+        assert daemon.poll() is None
 
 
 # --- 11.9: requests during an outage ----------------------------------------------------------

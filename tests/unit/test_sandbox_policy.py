@@ -8,6 +8,7 @@ integration tests then show the kernel agrees.
 from __future__ import annotations
 
 import struct
+from pathlib import Path
 
 import pytest
 
@@ -194,3 +195,11 @@ def test_parent_capabilities_and_warning_line() -> None:
     assert sandbox.missing_features(0, False) == (
         "this kernel lacks Landlock and seccomp: running without them"
     )
+
+
+def test_readme_states_the_childrens_allowlists() -> None:
+    """README's security table says how many calls each child may make, and the extras."""
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert f"allowlist of {len(seccomp.ENGINE)} calls" in text
+    assert f"({len(seccomp.FRONTEND)} calls)" in text
+    assert "`timerfd_settime`" in text and "`uname`" in text

@@ -429,11 +429,12 @@ _REPLY_REASONS = {defs.DHCPOFFER: "offer", defs.DHCPACK: "ack", defs.DHCPNAK: "n
 
 def _timeout_reason(old: fsm.State, new: fsm.State) -> str:
     """What a timer meant: T1, T2, the lease running out, or a retry that gave up."""
-    if old is fsm.State.BOUND:
+    held = (fsm.State.BOUND, fsm.State.RENEWING, fsm.State.REBINDING)
+    if old is fsm.State.BOUND and new is fsm.State.RENEWING:
         return "renew"
-    if old is fsm.State.RENEWING and new is fsm.State.REBINDING:
+    if old in held[:2] and new is fsm.State.REBINDING:  # from Bound: a resume past T2
         return "rebind"
-    if old in (fsm.State.RENEWING, fsm.State.REBINDING) and new is fsm.State.INIT:
+    if old in held and new is fsm.State.INIT:
         return "expired"
     return "timeout"
 

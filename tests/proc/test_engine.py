@@ -279,6 +279,8 @@ async def test_resume_past_t2_rebinds_at_once(sleepy: Rig) -> None:
 
 async def test_resume_after_a_night_drops_the_lease_at_once(sleepy: Rig) -> None:
     clock, _ = await bound_and_proposed(sleepy)
+    sleepy.fe.send(ImsgType.CTL_MONITOR)
+    await asyncio.sleep(0.05)
     clock.sleep(8 * 3600)
     await sleepy.main.expect(ImsgType.WITHDRAW_RDNS, 1)
     ci = imsg.ConfigureInterface.unpack(
@@ -286,7 +288,8 @@ async def test_resume_after_a_night_drops_the_lease_at_once(sleepy: Rig) -> None
     )
     assert ci.addr == frames.YIADDR
     await sleepy.fe.expect(ImsgType.SEND_DISCOVER)  # and nothing unicast to the old server
-    assert sleepy.engine.ifaces[IFINDEX].machine.state.value == "Init"
+    ev = imsg.MonitorEvent.unpack((await sleepy.fe.expect(ImsgType.CTL_MONITOR_EVENT)).data)
+    assert (ev.old_state, ev.new_state, ev.reason) == ("Bound", "Init", "expired")
 
 
 async def test_resume_with_the_link_down_past_the_lease_end_deconfigures(sleepy: Rig) -> None:

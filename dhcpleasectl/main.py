@@ -232,9 +232,14 @@ def show_interface(o: Options, name: str) -> int:
 def report(o: Options, info: imsg.CtlEngineInfo) -> None:
     name = if_name(info.if_index)
     if o.json:
-        emit_json(output.render_json(info, name, time.monotonic(), time.time()))
+        emit_json(output.render_json(info, name, boot_now(), time.time()))
     else:
-        emit(output.render_text(info, name, time.monotonic()))
+        emit(output.render_text(info, name, boot_now()))
+
+
+def boot_now() -> float:
+    """The engine's lease clock: CLOCK_BOOTTIME, which counts time spent suspended."""
+    return time.clock_gettime(time.CLOCK_BOOTTIME)
 
 
 def monitor(o: Options) -> int:

@@ -92,7 +92,7 @@ PROCESS_ORDER: Final = ("main", "frontend", "engine")
 
 # --- the report ---------------------------------------------------------------------------
 def lease_left(info: CtlEngineInfo, now: float) -> int:
-    """Seconds of lease left at monotonic ``now`` (the original's timespecsub + tv_sec)."""
+    """Seconds of lease left at boot-clock ``now`` (the original's timespecsub + tv_sec)."""
     elapsed = math.floor(now - info.request_time)
     return max(0, info.lease_time - elapsed)
 
@@ -173,7 +173,7 @@ def _prefixlen(mask: IPv4Address) -> int:
 
 
 def render_json(info: CtlEngineInfo, ifname: str | None, now: float, wall: float) -> dict[str, Any]:
-    """The report as one JSON-ready object; ``now`` monotonic, ``wall`` the epoch clock."""
+    """The report as one JSON-ready object; ``now`` CLOCK_BOOTTIME, ``wall`` the epoch."""
     held = info.requested_ip != ZERO
     server = server_of(info)
     left = lease_left(info, now) if held else None

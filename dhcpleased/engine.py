@@ -4,21 +4,22 @@ The engine is the only process that parses bytes from the network, so it holds n
 network descriptor at all: frames arrive over imsg from the frontend, decisions leave
 over imsg to the parent. Everything protocol-shaped lives in the pure modules
 (:mod:`packet` parses, :mod:`fsm` decides); this module is the asyncio shell that feeds
-them the loop's monotonic clock, turns their actions into imsgs and re-arms one timer per
-interface. Any malformed message from a sibling process is fatal: that sibling is assumed
-compromised.
+them the boot clock (:mod:`boottime`: CLOCK_BOOTTIME, which counts suspended time), turns
+their actions into imsgs and keeps one timerfd armed at the earliest interface deadline, so
+a resume past T1, T2 or a lease end is acted on at once. Xids and jitter come from the
+kernel's CSPRNG. Any malformed message from a sibling process is fatal: that sibling is
+assumed compromised.
 """
 
 from __future__ import annotations
 
-import asyncio
 import random
 import socket
 import time
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
-from dhcpleased import defs, fsm, imsg, packet, procinfo
+from dhcpleased import boottime, defs, fsm, imsg, packet, procinfo
 from dhcpleased.child import ChildProcess, child_main
 from dhcpleased.imsg import ImsgError, ImsgType, type_name
 from dhcpleased.ipc import Channel, Imsg
@@ -28,6 +29,7 @@ from dhcpleased.log import log, log_getverbose, log_setverbose
 IF_OPER_UNKNOWN = 0
 IF_OPER_UP = 6
 ZERO = IPv4Address(0)
+TIMER_SLACK = 1e-3  # a deadline this close counts as due (the fsm takes early calls)
 
 
 @dataclass
@@ -58,10 +60,9 @@ class EngineIface:
     running: bool
     link_state: int
     machine: fsm.Fsm
-    timer: asyncio.TimerHandle | None = None
-    armed: float | None = None
     server: IPv4Address = ZERO  # of the last Configure, for the parent's "deleting" log line
     shown: fsm.State = fsm.State.DOWN  # last state told to dhcpleasectl -m (a new Fsm's state)
+    deadline: float | None = None  # the fsm's deadline as the shared timer last saw it
 
     @property
     def up(self) -> bool:
@@ -74,9 +75,15 @@ class Engine(ChildProcess):
     role = "engine"
     sibling = "frontend"
 
-    def __init__(self, parent_sock: socket.socket, rng: random.Random) -> None:
+    def __init__(
+        self,
+        parent_sock: socket.socket,
+        rng: random.Random,
+        clock: boottime.Clock | None = None,
+    ) -> None:
         super().__init__()
         self.rng = rng
+        self.clock: boottime.Clock = clock if clock is not None else boottime.BootClock()
         self.main = Channel(parent_sock, self.dispatch_main, self.lost_main, name="main")
         self.frontend: Channel | None = None
         self.conf: dict[str, EngineConf] = {}
@@ -87,11 +94,10 @@ class Engine(ChildProcess):
         self.monitored = False  # someone ran dhcpleasectl -m: send state changes from now on
 
     async def run(self) -> int:
+        self.clock.start(self.loop, self.wake)
         self.main.start()
         code = await self.done
-        for iface in self.ifaces.values():
-            if iface.timer is not None:
-                iface.timer.cancel()
+        self.clock.stop()
         if self.frontend is not None:
             self.frontend.close()
         self.main.close()
@@ -148,7 +154,7 @@ class Engine(ChildProcess):
             if self.nconf is None:
                 raise ImsgError("RECONF_END without RECONF_CONF")
             self.conf, self.nconf, self.cur = self.nconf, None, None
-            now = self.loop.time()
+            now = self.clock.now()
             for iface in self.ifaces.values():
                 self.apply(
                     iface,
@@ -167,7 +173,7 @@ class Engine(ChildProcess):
 
     def update_if(self, info: imsg.IfInfo) -> None:
         """Create the interface on first sight; refresh the fsm when its link changed."""
-        now = self.loop.time()
+        now = self.clock.now()
         iface = self.ifaces.get(info.if_index)
         if iface is None:
             conf = self.conf.get(info.if_name) or EngineConf(info.if_name)
@@ -203,23 +209,18 @@ class Engine(ChildProcess):
         t = ImsgType(msg.type)
         if msg.fd is not None:
             raise ImsgError("unexpected descriptor")
-        now = self.loop.time()
+        now = self.clock.now()
         if t is ImsgType.DHCP:
             self.receive(imsg.Dhcp.unpack(msg.data), now)
         elif t is ImsgType.REMOVE_IF:
             iface = self.ifaces.pop(imsg.IfIndex.unpack(msg.data).if_index, None)
             if iface is not None:
                 self.apply(iface, iface.machine.remove(now), "removed")
-                if iface.timer is not None:
-                    iface.timer.cancel()
+                self.rearm()
         elif t is ImsgType.REQUEST_REBOOT:
             found = self.ifaces.get(imsg.IfIndex.unpack(msg.data).if_index)
             if found is not None:
                 self.apply(found, found.machine.request_reboot(now), "request")
-        elif t is ImsgType.REPROPOSE_RDNS:
-            imsg.Empty.unpack(msg.data)
-            for iface in self.ifaces.values():
-                self.apply(iface, iface.machine.repropose_rdns())
         elif t is ImsgType.CTL_LOG_VERBOSE:
             log_setverbose(imsg.Verbose.unpack(msg.data).verbose)
         elif t is ImsgType.CTL_SHOW_INTERFACE_INFO:
@@ -253,6 +254,8 @@ class Engine(ChildProcess):
             if not res.silent:
                 log.debug("%s: dropped packet: %s", iface.name, res.reason)
             return
+        for note in res.ignored:  # a server's small mistake costs the option, not the reply
+            log.debug("%s: ignoring %s", iface.name, note)
         if log_getverbose() > 1:
             log.debug("%s: %r", iface.name, res)
         if res.client_id is not None:
@@ -349,7 +352,8 @@ class Engine(ChildProcess):
                 rd = imsg.ProposeRdns(iface.if_index, 0, (), "", ())
                 self.main.compose(ImsgType.WITHDRAW_RDNS, rd.pack())
         self.announce(iface, reason)
-        self.rearm(iface)
+        if iface.machine.deadline != iface.deadline:  # else the earliest one is unchanged
+            self.rearm()
 
     def announce(self, iface: EngineIface, reason: str) -> None:
         """A state change goes to the frontend for its ``dhcpleasectl -m`` subscribers."""
@@ -400,23 +404,24 @@ class Engine(ChildProcess):
             return
         self.frontend.compose(mtype, data)
 
-    def rearm(self, iface: EngineIface) -> None:
-        deadline = iface.machine.deadline
-        if deadline == iface.armed:
-            return
-        if iface.timer is not None:
-            iface.timer.cancel()
-            iface.timer = None
-        iface.armed = deadline
-        if deadline is not None:
-            iface.timer = self.loop.call_at(deadline, self.timeout, iface)
+    def rearm(self) -> None:
+        """One timer for all interfaces: the earliest deadline (iface_timeout's evtimers)."""
+        for iface in self.ifaces.values():
+            iface.deadline = iface.machine.deadline
+        deadlines = [d for i in self.ifaces.values() if (d := i.deadline) is not None]
+        self.clock.arm(min(deadlines, default=None))
 
-    def timeout(self, iface: EngineIface) -> None:
-        iface.timer, iface.armed = None, None
-        if self.ifaces.get(iface.if_index) is iface:
-            old = iface.machine.state
-            actions = iface.machine.timeout(self.loop.time())
-            self.apply(iface, actions, _timeout_reason(old, iface.machine.state))
+    def wake(self) -> None:
+        """The boot-clock timer fired, maybe at a resume long after it was due: every
+        interface whose deadline has passed times out now, with the time as it is now."""
+        now = self.clock.now()
+        for iface in list(self.ifaces.values()):
+            deadline = iface.machine.deadline
+            if deadline is not None and deadline <= now + TIMER_SLACK:
+                old = iface.machine.state
+                actions = iface.machine.timeout(now)
+                self.apply(iface, actions, _timeout_reason(old, iface.machine.state))
+        self.rearm()
 
 
 _REPLY_REASONS = {defs.DHCPOFFER: "offer", defs.DHCPACK: "ack", defs.DHCPNAK: "nak"}
@@ -424,20 +429,24 @@ _REPLY_REASONS = {defs.DHCPOFFER: "offer", defs.DHCPACK: "ack", defs.DHCPNAK: "n
 
 def _timeout_reason(old: fsm.State, new: fsm.State) -> str:
     """What a timer meant: T1, T2, the lease running out, or a retry that gave up."""
-    if old is fsm.State.BOUND:
+    held = (fsm.State.BOUND, fsm.State.RENEWING, fsm.State.REBINDING)
+    if old is fsm.State.BOUND and new is fsm.State.RENEWING:
         return "renew"
-    if old is fsm.State.RENEWING and new is fsm.State.REBINDING:
+    if old in held[:2] and new is fsm.State.REBINDING:  # from Bound: a resume past T2
         return "rebind"
-    if old in (fsm.State.RENEWING, fsm.State.REBINDING) and new is fsm.State.INIT:
+    if old in held and new is fsm.State.INIT:
         return "expired"
     return "timeout"
 
 
 def engine_main(debug: bool, verbose: int) -> int:
-    """Entry point of ``dhcpleased -E``."""
-    rng = random.Random()  # seeded from os.urandom, before any sandbox
+    """Entry point of ``dhcpleased -E``; the timerfd is made here, before the sandbox."""
+    # The kernel's CSPRNG (getrandom), never a Mersenne Twister: ~624 observed xids would
+    # give away the next ones, including the unicast renewal's an attacker cannot see.
+    rng = random.SystemRandom()
+    clock = boottime.BootClock()
 
     async def serve(parent_sock: socket.socket) -> int:
-        return await Engine(parent_sock, rng).run()
+        return await Engine(parent_sock, rng, clock).run()
 
     return child_main("engine", debug, verbose, serve)

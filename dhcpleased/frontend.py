@@ -11,6 +11,7 @@ the kernel announces it.
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
@@ -46,7 +47,7 @@ class FrontendIface:
     link_state: int
     bpf: socket.socket | None = None
     udp: socket.socket | None = None
-    discover_pending: bool = False
+    pending: tuple[ImsgType, imsg.ReqDhcp] | None = None  # asked for before the socket came
 
 
 class Frontend(ChildProcess):
@@ -55,9 +56,11 @@ class Frontend(ChildProcess):
     role = "frontend"
     sibling = "engine"
 
-    def __init__(self, parent_sock: socket.socket, hostname: str) -> None:
+    def __init__(
+        self, parent_sock: socket.socket, hostname: Callable[[], str] | None = None
+    ) -> None:
         super().__init__()
-        self.hostname = hostname
+        self.hostname = hostname or short_hostname
         self.main = Channel(parent_sock, self.dispatch_main, self.lost_main, name="main")
         self.engine: Channel | None = None
         self.conf: dict[str, FrontendConf] = {}
@@ -215,9 +218,14 @@ class Frontend(ChildProcess):
         sock.setblocking(False)
         iface.bpf = sock
         self.loop.add_reader(sock.fileno(), self.bpf_receive, iface)
-        if iface.discover_pending:
-            iface.discover_pending = False
-            self.compose_engine(ImsgType.REQUEST_REBOOT, imsg.IfIndex(if_index).pack())
+        if iface.pending is not None:
+            # What the engine asked for meanwhile goes out now, as the original sends its
+            # DISCOVER (send_discover) then. The packet it asked for, not always a DISCOVER:
+            # in Rebooting that would draw an OFFER the engine ignores, and asking the engine
+            # for a second "reboot" would halve INIT-REBOOT's two tries.
+            t, req = iface.pending
+            iface.pending = None
+            self.send_packet(t, req)
 
     def set_udpsock(self, if_index: int, fd: int | None) -> None:
         assert fd is not None
@@ -346,8 +354,8 @@ class Frontend(ChildProcess):
         if iface is None:
             return
         conf = self.conf.get(iface.name) or FrontendConf(iface.name)
-        if conf.h_name is None:
-            host_name: str | None = self.hostname or None
+        if conf.h_name is None:  # read for each packet, as build_packet does: renames count
+            host_name: str | None = self.hostname() or None
         else:
             host_name = conf.h_name or None
         r = packet.Request(
@@ -370,9 +378,8 @@ class Frontend(ChildProcess):
                 return
             except OSError as e:
                 log.debug("%s: unicast to %s: %s", iface.name, req.dhcp_server, e.strerror)
-        if iface.bpf is None:
-            # The original sends a DISCOVER once the socket arrives: ask the engine again.
-            iface.discover_pending = True
+        if iface.bpf is None:  # sent by set_bpfsock when the socket arrives
+            iface.pending = (t, req)
             return
         try:
             bpf.send_frame(iface.bpf, packet.build_frame(r))
@@ -411,11 +418,16 @@ class Frontend(ChildProcess):
         self.engine.compose(mtype, data)
 
 
+def short_hostname() -> str:
+    """The host name up to the first dot, read now: gethostname() is uname(2), which the
+    frontend's seccomp list allows for this (seccomp.FRONTEND)."""
+    return socket.gethostname().split(".", 1)[0]
+
+
 def frontend_main(debug: bool, verbose: int) -> int:
     """Entry point of ``dhcpleased -F``."""
-    hostname = socket.gethostname().split(".", 1)[0]
 
     async def serve(parent_sock: socket.socket) -> int:
-        return await Frontend(parent_sock, hostname).run()
+        return await Frontend(parent_sock).run()
 
     return child_main("frontend", debug, verbose, serve)

@@ -1,13 +1,16 @@
 """Pure RFC 2131 client state machine, one `Fsm` per interface (engine.c's core, minus I/O).
 
-Inputs are method calls that take the current monotonic time ``now``; outputs are lists of
-actions the engine carries out in order, plus `Fsm.deadline`, the absolute time at which
-the engine must call `Fsm.timeout`. Randomness (xids, the per-interface jitter) comes only
-from the `random.Random` handed in, so a seeded test replays a run exactly.
+Inputs are method calls that take the current time ``now`` (the engine reads CLOCK_BOOTTIME,
+which keeps counting while the machine sleeps, as OpenBSD's CLOCK_MONOTONIC does); outputs
+are lists of actions the engine carries out in order, plus `Fsm.deadline`, the absolute
+time at which the engine must call `Fsm.timeout`. Randomness (xids, the per-interface
+jitter) comes only from the `random.Random` handed in, so a seeded test replays a run
+exactly (the engine hands in `random.SystemRandom`: xids an attacker cannot predict).
 
 The transitions are data: `TABLE` maps every (`State`, `Event`) cell to its handler and to
 the set of states it may enter; `Fsm` refuses (`InvalidTransition`) to enter any other, so
-Bound -> Init and Bound -> IPv6-only, which the original stops with fatal(), cannot happen.
+Bound -> IPv6-only, which the original stops with fatal(), cannot happen, and Bound -> Init
+only through a T1 timer that finds the whole lease over (below).
 
 Timers follow engine.c v1.59: backoff 1, 2, 4 ... capped at 64 s (Init resends forever,
 Requesting gives up once the timer is 64 s, ~127 s), Rebooting gives up once it is 2 s
@@ -53,6 +56,14 @@ Deliberate deviations from the original, each because the original is wrong or u
   keeps the offered address and later INIT-REBOOTs it. Link down while already Down is a
   no-op (the original deconfigures at once), so the lease still lasts until its end.
 - request_reboot in IPv6-only restarts at INIT: there is no address to reboot with.
+- request_reboot in Init, Requesting or Rebooting restarts that exchange: the packet is sent
+  again and the timer goes back to 1 s (Rebooting again gets its two tries). The original
+  doubles the timer on each request, so a boot script that runs ``dhcpleasectl IF`` in a
+  loop during an outage silences the client for 2^n s (and ~1000 overflow it). Every
+  retry timer is capped at 64 s whatever arrives.
+- A T1 timer that fires late (the machine slept through T2 or the lease end: the clock
+  counts suspended time) goes straight to Rebinding, or expires the lease, instead of
+  first unicasting a renewal the lease no longer allows.
 - An ACK must carry a usable unicast yiaddr and a contiguous mask (the original would
   configure 0.0.0.0 or a mask the kernel refuses). Routes via a gateway and nameservers
   that are not unicast (multicast, loopback, 240/4, broadcast) are dropped from it, and a
@@ -392,10 +403,6 @@ class Fsm:
         """The interface is gone or no longer managed: withdraw DNS and deconfigure."""
         return self._dispatch(Event.REMOVE, _Ctx(now))
 
-    def repropose_rdns(self) -> list[Action]:
-        """Send the current DNS proposal again (the parent's DNS hand-off restarted)."""
-        return [] if self._proposed is None else [self._proposed]
-
     # --- dispatch ----------------------------------------------------------------------------
 
     def _dispatch(self, event: Event, ctx: _Ctx) -> list[Action]:
@@ -455,6 +462,10 @@ class Fsm:
     def _h_to_rebooting(self, ctx: _Ctx) -> None:
         self._enter(State.REBOOTING)
 
+    def _h_restart(self, ctx: _Ctx) -> None:
+        """A request in Init/Requesting/Rebooting: resend now, timer back to 1 s."""
+        self._enter(self._state, restart=True)
+
     def _h_to_init(self, ctx: _Ctx) -> None:
         self._enter(State.INIT)
 
@@ -468,8 +479,16 @@ class Fsm:
         fast = self._timo >= defs.MAX_EXP_BACKOFF_FAST
         self._enter(State.INIT if fast else State.REBOOTING)
 
-    def _h_to_renewing(self, ctx: _Ctx) -> None:
-        self._enter(State.RENEWING)
+    def _h_bound_timeout(self, ctx: _Ctx) -> None:
+        """T1, normally; after a suspend the lease may be past T2 or over: catch up at once."""
+        elapsed = ctx.now - self._request_time
+        if elapsed + _SLACK >= self._lease_time:
+            self._log(logging.DEBUG, f"lease ran out while the timer slept (elapsed {elapsed:.0f})")
+            self._enter(State.INIT)
+        elif elapsed + _SLACK >= self._rebinding_time:
+            self._enter(State.REBINDING)
+        else:
+            self._enter(State.RENEWING)
 
     def _h_renewing_timeout(self, ctx: _Ctx) -> None:
         elapsed = ctx.now - self._request_time
@@ -719,8 +738,14 @@ class Fsm:
         left = self._request_time + limit - self._now
         return max(min(float(max(timo, defs.MIN_RENEW_RETRY)), left), 0.0)
 
-    def _enter(self, new: State, *, ipv6_only_time: int = 0) -> None:
-        """state_transition(): entry actions and the new timer."""
+    def _backoff(self, old: State, new: State, restart: bool) -> float:
+        """Retry timer: doubled on a resend in the same state, never past 64 s; 1 s else."""
+        if old is new and not restart and self._timo is not None:
+            return min(self._timo * 2, defs.MAX_EXP_BACKOFF_SLOW)
+        return defs.START_EXP_BACKOFF
+
+    def _enter(self, new: State, *, ipv6_only_time: int = 0, restart: bool = False) -> None:
+        """state_transition(): entry actions and the new timer (``restart``: a request)."""
         cell = self._cell
         if cell is None or new not in cell.targets:
             raise InvalidTransition(f"{self._state.value} -> {new.value}")
@@ -739,28 +764,18 @@ class Fsm:
                     left = self._lease_time - (self._now - self._request_time)
                     timo = max(left, 0.0)
             case State.INIT:
-                if old is State.INIT:
-                    assert self._timo is not None
-                    timo = self._timo
-                    if timo < defs.MAX_EXP_BACKOFF_SLOW:
-                        timo *= 2
-                else:
+                if old is not State.INIT:
                     self._drop_lease()
-                    timo = defs.START_EXP_BACKOFF
                     self._xid = self._rng.getrandbits(32)
+                timo = self._backoff(old, new, restart)
                 self._out.append(SendDiscover(self._xid))
             case State.REBOOTING:
-                if old is State.REBOOTING and self._timo is not None:
-                    timo = self._timo * 2
-                else:
-                    timo = defs.START_EXP_BACKOFF
+                if old is not State.REBOOTING:
                     self._xid = self._rng.getrandbits(32)
+                timo = self._backoff(old, new, restart)
                 self._request()
             case State.REQUESTING:
-                if old is State.REQUESTING and self._timo is not None:
-                    timo = self._timo * 2
-                else:
-                    timo = defs.START_EXP_BACKOFF
+                timo = self._backoff(old, new, restart)
                 self._request()
             case State.BOUND:
                 timo = self._renewal_time
@@ -774,7 +789,7 @@ class Fsm:
                 timo = self._capped(half, self._rebinding_time)
                 self._request()
             case State.REBINDING:
-                if old is State.RENEWING:
+                if old is not State.REBINDING:
                     half = (self._lease_time - self._rebinding_time) // 2
                 else:
                     half = int(self._timo or 0) // 2
@@ -838,13 +853,14 @@ def _build_table() -> dict[tuple[State, Event], Cell]:
     table[(s.DOWN, e.REQUEST_REBOOT)] = _cell(f._h_nothing)
     table[(s.INIT, e.OFFER)] = _cell(f._h_offer, s.REQUESTING, s.IPV6_ONLY)
     table[(s.INIT, e.TIMEOUT)] = _cell(f._h_reenter, s.INIT)
-    table[(s.INIT, e.REQUEST_REBOOT)] = _cell(f._h_reenter, s.INIT)
+    table[(s.INIT, e.REQUEST_REBOOT)] = _cell(f._h_restart, s.INIT)
     table[(s.REQUESTING, e.TIMEOUT)] = _cell(f._h_requesting_timeout, s.REQUESTING, s.INIT)
-    table[(s.REQUESTING, e.REQUEST_REBOOT)] = _cell(f._h_reenter, s.REQUESTING)
-    table[(s.BOUND, e.TIMEOUT)] = _cell(f._h_to_renewing, s.RENEWING)
+    table[(s.REQUESTING, e.REQUEST_REBOOT)] = _cell(f._h_restart, s.REQUESTING)
+    table[(s.BOUND, e.TIMEOUT)] = _cell(f._h_bound_timeout, s.RENEWING, s.REBINDING, s.INIT)
     table[(s.RENEWING, e.TIMEOUT)] = _cell(f._h_renewing_timeout, s.RENEWING, s.REBINDING, s.INIT)
     table[(s.REBINDING, e.TIMEOUT)] = _cell(f._h_rebinding_timeout, s.REBINDING, s.INIT)
     table[(s.REBOOTING, e.TIMEOUT)] = _cell(f._h_rebooting_timeout, s.REBOOTING, s.INIT)
+    table[(s.REBOOTING, e.REQUEST_REBOOT)] = _cell(f._h_restart, s.REBOOTING)
     table[(s.IPV6_ONLY, e.TIMEOUT)] = _cell(f._h_to_init, s.INIT)
     table[(s.IPV6_ONLY, e.REQUEST_REBOOT)] = _cell(f._h_to_init, s.INIT)
     return table

@@ -84,7 +84,8 @@ class ImsgType(enum.IntEnum):
     WITHDRAW_ROUTES = enum.auto()
     PROPOSE_RDNS = enum.auto()
     WITHDRAW_RDNS = enum.auto()
-    REPROPOSE_RDNS = enum.auto()
+    REPROPOSE_RDNS = enum.auto()  # unused, number kept: the original answers resolvd's
+    # RTP_PROPOSAL_SOLICIT with it; Linux has no such solicitation, so nothing sends it
     REQUEST_REBOOT = enum.auto()
     # --- Linux additions ---
     CTL_MONITOR = enum.auto()  # ctl -> fe: subscribe to state changes (dhcpleasectl -m)
@@ -607,7 +608,7 @@ class CtlEngineInfo(Payload):
     running: bool = field(metadata=_m(_BOOL))
     link_state: int = field(metadata=_m(_U32C))
     state: str = field(metadata=_m(_STATE))
-    request_time: float = field(metadata=_m(_FLOAT))  # monotonic time of the last ACK
+    request_time: float = field(metadata=_m(_FLOAT))  # CLOCK_BOOTTIME of the last ACK
     server_identifier: IPv4Address = field(metadata=_m(_ADDR))
     dhcp_server: IPv4Address = field(metadata=_m(_ADDR))
     requested_ip: IPv4Address = field(metadata=_m(_ADDR))

@@ -6,7 +6,14 @@ or a `Rejection` whose ``reason`` the engine logs (``silent`` ones it drops with
 as the original does for a foreign MAC or a stale xid).
 
 Checks run in the order of the original (reference facts, section 5) so that the first
-problem found is the one logged.  Choices where the original is silent or unsafe:
+problem found is the one logged.  Which mistakes cost the reply and which only the option
+follow engine.c's parse_dhcp (v1.59): a wrong length on 1, 51, 53, 54, 58, 59 or 108, an
+empty or ragged (not n x 4) 3 or 6, a bad prefix or a short route in 121, an option that
+overruns the packet or lacks its length byte drop the reply, as there. Options the
+original does not parse at all cannot cost a reply here either: a 26 that is not 2 bytes,
+a 42 that is not n x 4 and a 119 whose names do not decode are ignored, each noted in
+`DhcpMessage.ignored` for the engine's debug log; an empty 12 or 15 counts as absent.
+Choices where the original is silent or unsafe:
 
 - Several instances of one option: fixed-size options (1, 26, 51, 53, 54, 58, 59, 108)
   must each have the right length and the last one wins; everything else is concatenated
@@ -18,7 +25,8 @@ problem found is the one logged.  Choices where the original is silent or unsafe
   newline through, which would forge lease-file lines).
 - Search names (119) are decoded with RFC 1035 compression; a pointer must point before
   the previous jump (so loops, self and forward pointers are impossible).  Broken
-  compression drops the packet; a well-formed name whose labels are not
+  compression drops the option (names decoded before the fault too); a well-formed name
+  whose labels are not
   letters/digits/``-``/``_`` is skipped, and names stop being added once the
   space-separated list would no longer fit `defs.MAX_SEARCH`.
 - Classless routes (121) have their destination masked to the prefix (netlink refuses
@@ -68,6 +76,8 @@ _FIXED_LEN = {
     defs.DHO_IPV6_ONLY_PREFERRED: 4,
 }
 _ADDR_LISTS = frozenset({defs.DHO_ROUTERS, defs.DHO_DOMAIN_NAME_SERVERS, defs.DHO_NTP_SERVERS})
+# Of those, the ones engine.c never looks at: a malformed one is ignored, not the reply.
+_LENIENT = frozenset({defs.DHO_INTERFACE_MTU, defs.DHO_NTP_SERVERS})
 _CONCAT = _ADDR_LISTS | {
     defs.DHO_HOST_NAME,
     defs.DHO_DOMAIN_NAME,
@@ -146,6 +156,7 @@ class DhcpMessage:
     ntp: tuple[IPv4Address, ...]
     unknown: tuple[tuple[int, bytes], ...]
     trailing_garbage: int = 0  # bytes after END that are not pads (the original logs them)
+    ignored: tuple[str, ...] = ()  # malformed options dropped on their own ("option 26 ...")
 
     def routes(self) -> tuple[Route, ...]:
         """Routes to install: option 121 overrides option 3 (RFC 3442), whatever the order."""
@@ -321,6 +332,7 @@ def _parse_bootp(
     fixed: dict[int, bytes] = {}
     parts: dict[int, list[bytes]] = {}
     unknown: list[tuple[int, bytes]] = []
+    ignored: list[str] = []
     n = len(data)
     i = BOOTP_HLEN + 4
     garbage = 0
@@ -344,19 +356,28 @@ def _parse_bootp(
         value = data[start:i]
         want = _FIXED_LEN.get(code)
         if want is not None:
-            if olen != want:
-                return Rejection(f"received option {code} with wrong length")
+            wrong = olen != want
+        else:
+            wrong = code in _ADDR_LISTS and (olen == 0 or olen % 4 != 0)
+        if wrong and code in _LENIENT:
+            ignored.append(f"option {code} with wrong length {olen}")
+        elif wrong:
+            return Rejection(f"received option {code} with wrong length")
+        elif want is not None:
             fixed[code] = value
         elif code in _CONCAT:
-            if code in _ADDR_LISTS and (olen == 0 or olen % 4):
-                return Rejection(f"received option {code} with wrong length")
             parts.setdefault(code, []).append(value)
         else:
             unknown.append((code, value))
 
     joined = {code: b"".join(values) for code, values in parts.items()}
     routes121 = joined.get(defs.DHO_CLASSLESS_STATIC_ROUTES)
-    search = joined.get(defs.DHO_DOMAIN_SEARCH)
+    search: tuple[str, ...] = ()
+    if defs.DHO_DOMAIN_SEARCH in joined:
+        try:
+            search = _domain_search(joined[defs.DHO_DOMAIN_SEARCH])
+        except _Malformed as e:  # the original never parses 119: only the list is lost
+            ignored.append(str(e).removeprefix("received "))
     dns = _addrs(joined.get(defs.DHO_DOMAIN_NAME_SERVERS, b""))
     return DhcpMessage(
         src_mac=src_mac,
@@ -387,13 +408,14 @@ def _parse_bootp(
         dns=dns[: defs.MAX_RDNS_COUNT],
         host_name=_name(joined.get(defs.DHO_HOST_NAME)),
         domain_name=_name(joined.get(defs.DHO_DOMAIN_NAME)),
-        domain_search=() if search is None else _domain_search(search),
+        domain_search=search,
         client_id=joined.get(defs.DHO_DHCP_CLIENT_IDENTIFIER),
         ipv6_only_wait=_u(fixed, defs.DHO_IPV6_ONLY_PREFERRED),
         mtu=_u(fixed, defs.DHO_INTERFACE_MTU),
         ntp=_addrs(joined.get(defs.DHO_NTP_SERVERS, b"")),
         unknown=tuple(unknown),
         trailing_garbage=garbage,
+        ignored=tuple(ignored),
     )
 
 
@@ -544,7 +566,8 @@ def build_bootp(req: Request) -> bytes:
         _opt(defs.DHO_DHCP_MESSAGE_TYPE, bytes((req.message_type,))),
     ]
     if req.host_name:
-        out.append(_opt(defs.DHO_HOST_NAME, req.host_name.encode()))
+        # surrogateescape: a host name's bytes go out as they are, UTF-8 or not
+        out.append(_opt(defs.DHO_HOST_NAME, req.host_name.encode(errors="surrogateescape")))
     client_id = req.client_id if req.client_id is not None else b"\x01" + req.mac
     out.append(_opt(defs.DHO_DHCP_CLIENT_IDENTIFIER, client_id))
     if req.vendor_class_id:

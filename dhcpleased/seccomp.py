@@ -58,7 +58,8 @@ _X86_64: Final = {
     "exit": 60, "fcntl": 72, "gettimeofday": 96, "gettid": 186, "futex": 202,
     "restart_syscall": 219, "clock_gettime": 228, "clock_nanosleep": 230, "exit_group": 231,
     "epoll_wait": 232, "epoll_ctl": 233, "newfstatat": 262, "epoll_pwait": 281,
-    "accept4": 288, "seccomp": 317, "getrandom": 318, "epoll_pwait2": 441,
+    "accept4": 288, "seccomp": 317, "getrandom": 318, "epoll_pwait2": 441, "uname": 63,
+    "timerfd_settime": 286,
 }  # fmt: skip
 _AARCH64: Final = {
     "read": 63, "write": 64, "close": 57, "fstat": 80, "lseek": 62, "mmap": 222,
@@ -69,6 +70,7 @@ _AARCH64: Final = {
     "gettid": 178, "futex": 98, "restart_syscall": 128, "clock_gettime": 113,
     "clock_nanosleep": 115, "exit_group": 94, "epoll_ctl": 21, "newfstatat": 79,
     "epoll_pwait": 22, "accept4": 242, "seccomp": 277, "getrandom": 278, "epoll_pwait2": 441,
+    "uname": 160, "timerfd_settime": 86,
 }  # fmt: skip
 
 
@@ -150,8 +152,13 @@ STDIO: Final[dict[str, Rule]] = {
     "exit": (), "exit_group": (),
 }  # fmt: skip
 
-# The engine never sends a descriptor, so it needs no sendmsg: the narrowest list.
-ENGINE: Final[dict[str, Rule]] = dict(STDIO)
+# The engine never sends a descriptor, so it needs no sendmsg: the narrowest list, plus
+# the one call its lease timers need. timerfd_settime re-arms the CLOCK_BOOTTIME timerfd it
+# made before the sandbox (boottime.py), so lease times keep counting through a suspend:
+# it can only set the expiry of a timer the engine already holds, creates nothing, and
+# reaches no file, socket or other process (timerfd_create, timer_create and the
+# clock-setting calls stay forbidden).
+ENGINE: Final[dict[str, Rule]] = {**STDIO, "timerfd_settime": ()}
 # The frontend also holds packet, UDP and netlink sockets, and answers dhcpleasectl
 # clients on the control socket: accept4, the client's credentials (SO_PEERCRED only)
 # and sendmsg for replies.
@@ -162,6 +169,13 @@ FRONTEND: Final[dict[str, Rule]] = {
     "sendmsg": (),
     "accept4": (),
     "getsockopt": (ArgIn(1, (SOL_SOCKET,)), ArgIn(2, (SO_PEERCRED,))),
+    # The host name goes into every DISCOVER/REQUEST as the original's build_packet reads
+    # it, at each packet: gethostname() is uname(2). It copies out the names of the
+    # process's own UTS namespace and has no other effect; the kernel release it also
+    # returns is no secret from code already running here. sethostname and setdomainname
+    # stay forbidden. (The alternative, a /proc/sys/kernel/hostname descriptor kept open
+    # through the sandbox, would leave a procfs file in a process that has no filesystem.)
+    "uname": (),
 }
 POLICIES: Final[Mapping[str, Policy]] = {"engine": ENGINE, "frontend": FRONTEND}
 

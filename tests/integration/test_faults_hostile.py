@@ -109,7 +109,7 @@ def test_hostile_replies_during_discovery() -> None:
         assert "sub00.example.test" in search and len(search) <= 1024
         log = daemon_log(lab)
         for reason in ("bad IP checksum", "bad UDP checksum", "bad magic cookie",
-                       "option 121 with invalid prefixlen", "option 119 with a pointer loop",
+                       "option 121 with invalid prefixlen",
                        "received option 53 with wrong length", "overruns the packet"):  # fmt: skip
             assert reason in log, reason
 

@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 CHILD = r"""
 import asyncio, logging, os, socket, sys, threading, time
-from dhcpleased import sandbox
+from dhcpleased import boottime, sandbox
 from dhcpleased.log import log, log_init
 
 role, action = sys.argv[1], sys.argv[2]
@@ -33,6 +33,7 @@ mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
 log_init(True, 1, role)
 loop = asyncio.new_event_loop()
 asyncio.set_event_loop(loop)
+clock = boottime.BootClock()  # the engine's lease timer, made before the sandbox
 sandbox.enter_child(role)
 assert sandbox.STATUS.seccomp and sandbox.STATUS.landlock_applied and sandbox.STATUS.chroot
 os.write(1, b"sandboxed\n")
@@ -48,6 +49,14 @@ async def normal():
     log.info("logging works, %s", os.urandom(4).hex())
     bytearray(32 << 20)
     time.time(), time.monotonic()
+    if role == "engine":  # the lease timer: re-armed, and it wakes the loop
+        woke = loop.create_future()
+        clock.start(loop, lambda: woke.done() or woke.set_result(clock.now()))
+        clock.arm(clock.now() + 0.01)
+        assert await woke > 0
+        clock.stop()
+    else:  # the host name, read for every packet
+        assert socket.gethostname()
 
 
 actions = {
@@ -61,6 +70,10 @@ actions = {
     "ptrace": lambda: sandbox._libc.ptrace(0, 0, 0, 0),
     "kill": lambda: os.kill(ppid, 0),
     "import": lambda: __import__("xml.dom.minidom"),
+    "timerfd_create": lambda: boottime.BootClock(),
+    "sethostname": lambda: socket.sethostname("dhcpleased-test"),
+    "uname": lambda: os.uname(),
+    "timerfd_settime": lambda: clock.arm(time.clock_gettime(time.CLOCK_BOOTTIME) + 60),
 }
 actions[action]()
 mine.close()
@@ -112,7 +125,12 @@ def run(code: str, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 ROLES = ("engine", "frontend")
-FORBIDDEN = ("open", "socket", "connect", "exec", "fork", "thread", "ptrace", "kill", "import")
+FORBIDDEN = (
+    "open", "socket", "connect", "exec", "fork", "thread", "ptrace", "kill", "import",
+    "timerfd_create", "sethostname",
+)  # fmt: skip
+# What one child may call and the other not: uname (frontend), timerfd_settime (engine).
+ONLY = {"engine": "timerfd_settime", "frontend": "uname"}
 
 
 @pytest.mark.parametrize("role", ROLES)
@@ -129,6 +147,16 @@ def test_forbidden_call_kills(role: str, action: str, dhcp_user: pwd.struct_pass
     r = run(CHILD, role, action)
     assert r.stdout.split() == ["sandboxed"], r.stderr
     assert r.returncode == -signal.SIGSYS, (r.returncode, r.stderr)
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_the_other_childs_extra_call_kills(role: str, dhcp_user: pwd.struct_passwd) -> None:
+    other = ONLY["frontend" if role == "engine" else "engine"]
+    r = run(CHILD, role, other)
+    assert r.stdout.split() == ["sandboxed"], r.stderr
+    assert r.returncode == -signal.SIGSYS, (r.returncode, r.stderr)
+    r = run(CHILD, role, ONLY[role])
+    assert r.returncode == 0, r.stderr
 
 
 def test_trap_switch_prints_the_stack_then_dies(dhcp_user: pwd.struct_passwd) -> None:

@@ -24,6 +24,7 @@ from tests.unit.test_bpf_parse import link
 IFINDEX = 7
 IFNAME = "dl0"
 ZERO = IPv4Address(0)
+HOSTNAME = ["testhost"]  # what the frontend's gethostname stand-in returns, now
 
 
 @dataclass
@@ -57,10 +58,11 @@ def configure(main: Peer, *names: str, h_name: str | None = None) -> None:
 
 @pytest.fixture
 async def rig() -> AsyncIterator[Rig]:
+    HOSTNAME[0] = "testhost"
     main_a, main_b = pair()
     eng_a, eng_b = pair()
     nl_test, nl_fe = dgram_pair()
-    fe = Frontend(main_b, "testhost")
+    fe = Frontend(main_b, lambda: HOSTNAME[0])
     task = asyncio.get_running_loop().create_task(fe.run())
     main = Peer(main_a)
     main.send(ImsgType.SOCKET_IPC, fd=eng_b.detach())
@@ -145,13 +147,57 @@ async def test_discover_and_request_are_built_from_fields(rig: Rig) -> None:
     assert reply.server_identifier == frames.SERVER
 
 
-async def test_discover_before_socket_is_retried_when_it_arrives(rig: Rig) -> None:
+def sent(raw: bytes) -> packet.DhcpMessage:
+    msg = packet.parse_frame(frames.as_reply(raw))
+    assert isinstance(msg, packet.DhcpMessage), msg
+    return msg
+
+
+async def test_discover_before_socket_goes_out_when_it_arrives(rig: Rig) -> None:
     await appear(rig)
     rig.engine.send(ImsgType.SEND_DISCOVER, imsg.ReqDhcp(IFINDEX, 1, ZERO, ZERO, ZERO, ZERO).pack())
     await rig.engine.quiet()
-    await give_bpf(rig)
-    msg = await rig.engine.expect(ImsgType.REQUEST_REBOOT)
-    assert imsg.IfIndex.unpack(msg.data).if_index == IFINDEX
+    wire = await give_bpf(rig)
+    msg = sent(await recv(wire))
+    assert (msg.message_type, msg.xid) == (defs.DHCPDISCOVER, 1)
+    await rig.engine.quiet()  # no second "reboot" asked of the engine
+
+
+async def test_reboot_request_before_socket_is_sent_as_is_not_restarted(rig: Rig) -> None:
+    """INIT-REBOOT keeps both of its tries when the packet socket comes late (11.12)."""
+    await appear(rig)
+    for xid in (5, 6):  # the engine's first try, then its second: the latest one counts
+        req = imsg.ReqDhcp(IFINDEX, xid, ZERO, frames.YIADDR, ZERO, ZERO)
+        rig.engine.send(ImsgType.SEND_REQUEST, req.pack())
+    await asyncio.sleep(0.05)
+    wire = await give_bpf(rig)
+    msg = sent(await recv(wire))
+    assert (msg.message_type, msg.xid) == (defs.DHCPREQUEST, 6)
+    assert (50, frames.YIADDR.packed) in msg.unknown
+    await rig.engine.quiet()
+    with pytest.raises(BlockingIOError):
+        wire.recv(2048)  # once
+
+
+async def test_host_name_is_read_for_each_packet(rig: Rig) -> None:
+    await appear(rig)
+    wire = await give_bpf(rig)
+    names = []
+    for name in ("alpha", "beta", ""):
+        HOSTNAME[0] = name
+        rig.engine.send(
+            ImsgType.SEND_DISCOVER, imsg.ReqDhcp(IFINDEX, 1, ZERO, ZERO, ZERO, ZERO).pack()
+        )
+        names.append(sent(await recv(wire)).host_name)
+    assert names == ["alpha", "beta", None]  # an empty name: no option 12
+
+
+def test_short_hostname_reads_the_uts_name_now(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dhcpleased import frontend
+
+    for full, short in (("box.example.org", "box"), ("plain", "plain"), ("", "")):
+        monkeypatch.setattr(frontend.socket, "gethostname", lambda full=full: full)
+        assert frontend.short_hostname() == short
 
 
 async def test_removed_link_and_reload(rig: Rig) -> None:

@@ -292,9 +292,7 @@ def test_ack_configures_and_proposes() -> None:
         "example.org",
     )
     assert f.dhcp_server == SERVER
-    assert f.repropose_rdns() == [
-        ProposeRdns(NS, "example.org", ("example.org", "lab.example.org"))
-    ]
+    assert f._proposed == ProposeRdns(NS, "example.org", ("example.org", "lab.example.org"))
 
 
 @pytest.mark.parametrize(
@@ -361,7 +359,7 @@ def test_ignore_routes_and_dns_empty_the_lists() -> None:
     kinds = acts(out)
     assert len(kinds) == 1 and isinstance(kinds[0], Configure) and kinds[0].routes == ()
     assert f.routes == () and f.nameservers == ()
-    assert f.repropose_rdns() == []
+    assert f._proposed is None
 
 
 def test_no_nameservers_no_proposal() -> None:
@@ -533,7 +531,7 @@ def test_link_down_keeps_address_until_lease_end() -> None:
     out = f.link_update(False, None, ack + 100)
     assert f.state is State.DOWN and acts(out) == [WithdrawRdns()]
     assert f.deadline == pytest.approx(ack + 3600 + f.jitter)
-    assert f.requested_ip == ADDR and f.repropose_rdns() == []
+    assert f.requested_ip == ADDR and f._proposed is None
     assert acts(f.link_update(False, None, ack + 200)) == []  # still down: nothing new
     out = f.timeout(f.deadline or 0)
     assert acts(out) == [Deconfigure(ADDR, MASK, (DEFAULT_ROUTE,))]
@@ -576,13 +574,58 @@ def test_request_reboot_from_bound() -> None:
     assert f.deadline == T0 + 11 + f.jitter
 
 
-def test_request_reboot_reenters_requesting_with_doubled_timer() -> None:
+def test_request_reboot_restarts_requesting_with_the_initial_timer() -> None:
     f = to_requesting(make())
     xid = f.xid
-    out = f.request_reboot(T0 + 0.5)
+    f.timeout(T0 + 2)  # the timer is 2 s now
+    out = f.request_reboot(T0 + 2.5)
     assert f.state is State.REQUESTING and f.xid == xid
-    assert f.deadline == T0 + 0.5 + 2 + f.jitter
+    assert f.deadline == T0 + 2.5 + 1 + f.jitter
     assert acts(out) == [SendRequest(xid, ZERO, ADDR, SERVER, None)]
+
+
+@pytest.mark.parametrize("start", [to_init, to_requesting, to_rebooting])
+def test_repeated_requests_never_stretch_the_timer(start: Any) -> None:
+    """A boot script retrying ``dhcpleasectl IF`` during an outage (issue 11, item 9)."""
+    f = start(make(seed=4))
+    state, xid = f.state, f.xid
+    now = T0 + 0.5
+    for _ in range(2000):  # the original doubles each time: 2**2000 s overflows the float
+        out = f.request_reboot(now)
+        assert f.state is state and f.xid == xid
+        assert len(acts(out)) == 1  # the packet goes out again
+        assert f.deadline == now + 1 + f.jitter
+        now += 0.01
+
+
+def test_rebooting_after_requests_still_gets_two_tries_then_discovers() -> None:
+    f = to_rebooting(make(seed=6))
+    for k in range(10):
+        f.request_reboot(T0 + k)
+    assert f.deadline is not None
+    f.timeout(f.deadline)  # second try, 2 s
+    assert f.state is State.REBOOTING and f.deadline == pytest.approx(T0 + 9 + 3 + 2 * f.jitter)
+    out = f.timeout(f.deadline)
+    assert f.state is State.INIT and SendDiscover(f.xid) in out
+
+
+def test_t1_after_a_suspend_catches_up_with_the_lease() -> None:
+    """The boot clock ran on while the machine slept past T2 / the lease end."""
+    for slept, state in ((2000, State.RENEWING), (3300, State.REBINDING), (9000, State.INIT)):
+        f = to_bound(make(seed=2))
+        ack = f.request_time
+        out = f.timeout(ack + slept)
+        assert f.state is state, slept
+        if state is State.REBINDING:
+            assert acts(out) == [SendRequest(f.xid, ADDR, None, None, None)]  # broadcast
+            # the first rebinding retry as usual: (lease - T2) / 2, never past the lease end
+            assert f.deadline == pytest.approx(ack + slept + 225 + f.jitter)
+        elif state is State.INIT:
+            assert acts(out) == [
+                WithdrawRdns(),
+                Deconfigure(ADDR, MASK, (DEFAULT_ROUTE,)),
+                SendDiscover(f.xid),
+            ]
 
 
 # --- IPv6-only (RFC 8925) --------------------------------------------------------------------
@@ -663,7 +706,7 @@ def test_invalid_transition_is_refused() -> None:
     f = to_bound(make())
     f._cell = TABLE[(State.BOUND, Event.TIMEOUT)]
     with pytest.raises(InvalidTransition):
-        f._enter(State.INIT)
+        f._enter(State.IPV6_ONLY)
 
 
 # --- hypothesis: random event sequences against a model of the interface ----------------------
@@ -742,6 +785,9 @@ class _Model:
     def check(self, f: Fsm, now: float) -> None:
         assert isinstance(f.state, State)
         assert f.deadline is None or f.deadline >= now
+        if f.state in (State.INIT, State.REQUESTING, State.REBOOTING):
+            assert f.deadline is not None
+            assert f.deadline - now <= defs.MAX_EXP_BACKOFF_SLOW + f.jitter + 1e-6  # bounded
         if f.state in (State.BOUND, State.RENEWING, State.REBINDING):
             assert self.configured == f.requested_ip != ZERO
             assert f.deadline is not None

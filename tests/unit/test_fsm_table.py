@@ -176,9 +176,17 @@ def test_table_is_complete() -> None:
     assert set(EXPECTED) == set(TABLE)
 
 
-def test_bound_never_goes_to_init_or_ipv6_only() -> None:
+def test_bound_never_goes_to_ipv6_only_and_to_init_only_when_the_lease_is_over() -> None:
     for event in Event:
-        assert not TRANSITIONS[(B, event)] & {IN, V6}, event
+        assert V6 not in TRANSITIONS[(B, event)], event
+        assert IN not in TRANSITIONS[(B, event)] or event is E.TIMEOUT, event
+    f = to_bound(make())
+    assert f.deadline is not None
+    f.timeout(f.request_time + f.lease_time - 1)  # T1, late: only Rebinding is left
+    assert f.state is RB
+    f = to_bound(make())
+    f.timeout(f.request_time + f.lease_time)  # T1 fired after the lease end (suspend)
+    assert f.state is IN
 
 
 def test_expected_states_are_allowed_by_the_table() -> None:

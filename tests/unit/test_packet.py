@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import struct
 import time
 from ipaddress import IPv4Address
@@ -251,7 +252,7 @@ def test_after_end() -> None:
 
 @pytest.mark.parametrize(
     ("code", "good"),
-    [(1, 4), (26, 2), (51, 4), (53, 1), (54, 4), (58, 4), (59, 4), (108, 4)],
+    [(1, 4), (51, 4), (53, 1), (54, 4), (58, 4), (59, 4), (108, 4)],
 )
 def test_fixed_length_options(code: int, good: int) -> None:
     for length in {0, good - 1, good + 1, 255}:
@@ -259,7 +260,7 @@ def test_fixed_length_options(code: int, good: int) -> None:
     with_opts((code, b"\x01" * good))
 
 
-@pytest.mark.parametrize("code", [3, 6, 42])
+@pytest.mark.parametrize("code", [3, 6])
 def test_address_list_lengths(code: int) -> None:
     for length in (0, 1, 3, 5, 7, 254):
         opt_reject(f"received option {code} with wrong length", (code, b"\x01" * length))
@@ -466,9 +467,11 @@ def test_domain_search_skips_unsafe_names() -> None:
         ),
     ],
 )
-def test_domain_search_rejected(data: bytes, reason: str) -> None:
+def test_domain_search_broken_is_ignored(data: bytes, reason: str) -> None:
     opts = [(119, data[i : i + 255]) for i in range(0, len(data), 255)]
-    opt_reject(f"received option 119 with {reason}", *opts)
+    msg = with_opts((53, b"\x05"), *opts)
+    assert msg.message_type == 5 and msg.domain_search == ()
+    assert msg.ignored == (f"option 119 with {reason}",)
 
 
 def test_domain_search_longest_name() -> None:
@@ -596,6 +599,12 @@ def test_build_skips_unset_and_cuts_long() -> None:
     big = build_bootp(Request(3, 1, CLIENT_MAC, host_name="h" * 255, vendor_class_id=b"v" * 255,
                               client_id=b"c" * 255))  # fmt: skip
     assert len(big) > 300 and big.endswith(b"\xff")
+
+
+def test_build_sends_a_host_names_bytes_as_they_are() -> None:
+    name = os.fsdecode(b"h\xf6st")  # sethostname takes any bytes; gethostname escapes them
+    opts = options_of(build_bootp(Request(1, 1, CLIENT_MAC, host_name=name)))
+    assert (12, b"h\xf6st") in opts
 
 
 def test_build_rejects_bad_mac() -> None:
@@ -794,12 +803,6 @@ CORPUS = [
         F.frame(F.bootp([(121, bytes([32, 1, 2, 3, 4, 5]))])),
         "received option 121 with wrong length",
     ),
-    (
-        "119 loop",
-        F.frame(F.bootp([(119, b"\x01a\xc0\x04\x01b\xc0\x00")])),
-        "received option 119 with a pointer loop",
-    ),
-    ("119 self", F.frame(F.bootp([(119, b"\xc0\x00")])), "received option 119 with a pointer loop"),
     (
         "53 wrong length",
         F.frame(F.bootp([(53, b"\x05\x05")])),

@@ -30,6 +30,7 @@ from dhcpleased.log import log, log_init
 role, action = sys.argv[1], sys.argv[2]
 ppid = os.getppid()
 mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+pkt = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)  # as the frontend holds one
 log_init(True, 1, role)
 loop = asyncio.new_event_loop()
 asyncio.set_event_loop(loop)
@@ -61,10 +62,14 @@ actions = {
     "ptrace": lambda: sandbox._libc.ptrace(0, 0, 0, 0),
     "kill": lambda: os.kill(ppid, 0),
     "import": lambda: __import__("xml.dom.minidom"),
+    "packet_stats": lambda: pkt.getsockopt(263, 6, 8),  # SOL_PACKET, PACKET_STATISTICS
+    "packet_option": lambda: pkt.getsockopt(263, 8, 4),  # SOL_PACKET, PACKET_AUXDATA
+    "crossed_option": lambda: pkt.getsockopt(socket.SOL_SOCKET, 6),  # SO_BROADCAST
 }
 actions[action]()
 mine.close()
 theirs.close()
+pkt.close()
 loop.close()
 assert not sandbox.late_imports(), sandbox.late_imports()
 os.write(1, b"survived\n")
@@ -112,7 +117,8 @@ def run(code: str, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 ROLES = ("engine", "frontend")
-FORBIDDEN = ("open", "socket", "connect", "exec", "fork", "thread", "ptrace", "kill", "import")
+FORBIDDEN = ("open", "socket", "connect", "exec", "fork", "thread", "ptrace", "kill", "import",
+             "packet_option", "crossed_option")  # fmt: skip
 
 
 @pytest.mark.parametrize("role", ROLES)
@@ -128,6 +134,14 @@ def test_normal_work_runs_clean(role: str, dhcp_user: pwd.struct_passwd) -> None
 def test_forbidden_call_kills(role: str, action: str, dhcp_user: pwd.struct_passwd) -> None:
     r = run(CHILD, role, action)
     assert r.stdout.split() == ["sandboxed"], r.stderr
+    assert r.returncode == -signal.SIGSYS, (r.returncode, r.stderr)
+
+
+def test_packet_statistics_for_the_frontend_only(dhcp_user: pwd.struct_passwd) -> None:
+    """The one getsockopt the flood counters need; its neighbours are in FORBIDDEN."""
+    r = run(CHILD, "frontend", "packet_stats")
+    assert (r.returncode, r.stdout.split()) == (0, ["sandboxed", "survived"]), r.stderr
+    r = run(CHILD, "engine", "packet_stats")
     assert r.returncode == -signal.SIGSYS, (r.returncode, r.stderr)
 
 

@@ -262,12 +262,18 @@ def render_procs_text(procs: list[ProcInfo]) -> str:
             )
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
-    return "".join(
+    table = "".join(
         "  ".join(cell.ljust(w) for cell, w in zip(r[:-1], widths, strict=True))
         + "  "
         + r[-1]
         + "\n"
         for r in rows
+    )
+    return table + "".join(
+        f"packet sockets: {p.frames_read} frames read, {p.frames_dropped} dropped by the "
+        f"kernel while the engine was busy (reading paused {p.read_pauses} times)\n"
+        for p in procs
+        if p.name == "frontend"
     )
 
 
@@ -286,6 +292,9 @@ def render_procs_json(procs: list[ProcInfo]) -> dict[str, Any]:
                 "seccomp": seccomp_name(p.seccomp),
                 "landlock_abi": p.landlock_abi,
                 "landlock_status": p.landlock_status,
+                "frames_read": p.frames_read,
+                "frames_dropped": p.frames_dropped,
+                "read_pauses": p.read_pauses,
             }
             for p in sort_procs(procs)
         ],

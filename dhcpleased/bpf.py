@@ -26,6 +26,7 @@ from dhcpleased import defs
 
 # --- kernel ABI (asm-generic values; x86_64 and aarch64 use these) -----------------------
 SOL_PACKET: Final = 263
+PACKET_STATISTICS: Final = 6
 PACKET_AUXDATA: Final = 8
 PACKET_IGNORE_OUTGOING: Final = 23
 SO_ATTACH_FILTER: Final = 26
@@ -74,6 +75,7 @@ _IFINFOMSG: Final = struct.Struct("=BxHiII")  # family, pad, type, index, flags,
 _RTATTR: Final = struct.Struct("=HH")  # len, type
 _AUXDATA: Final = struct.Struct("=IIIHHHH")  # tp_status, tp_len, tp_snaplen, mac, net, tci, tpid
 _SOCK_FILTER: Final = struct.Struct("=HBBI")
+_TPACKET_STATS: Final = struct.Struct("=II")  # tp_packets, tp_drops
 
 _RECV_SIZE: Final = 2048  # the original's BPFLEN; anything larger is dropped anyway
 _MAX_SKIPPED: Final = 64  # bounded work per readable event, so a flood cannot starve the loop
@@ -224,6 +226,19 @@ def recv_frame(sock: socket.socket) -> tuple[bytes, int] | None:
             continue
         return data, status & csum_mask
     return None
+
+
+def take_drops(sock: socket.socket) -> int:
+    """Frames that passed the filter but found the receive buffer full, since the last call.
+
+    PACKET_STATISTICS: the kernel resets its counters on every read, so the caller adds
+    them up (0 if the socket cannot say).
+    """
+    try:
+        raw = sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, _TPACKET_STATS.size)
+    except OSError:
+        return 0
+    return int(_TPACKET_STATS.unpack(raw)[1])
 
 
 def send_frame(sock: socket.socket, frame: bytes) -> None:

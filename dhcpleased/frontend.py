@@ -6,6 +6,15 @@ for link events; it forwards every received frame to the engine as raw bytes and
 the DISCOVER/REQUEST frames the engine asks for from plain field values. Interfaces are
 the ones the parent's configuration names; one that does not exist yet is picked up when
 the kernel announces it.
+
+The engine parses more slowly than frames can arrive, and a full queue towards it would
+end the daemon, so pressure flows back to the kernel instead: once ``ENGINE_HIGH_WATER``
+frames wait for the engine, no packet socket is read until it has taken all but
+``ENGINE_LOW_WATER`` of them.  Meanwhile each socket's receive buffer fills and the kernel
+drops what does not fit, as BPF does for the original; those drops (PACKET_STATISTICS)
+and the frames read are shown by ``dhcpleasectl -p``.  Nothing else the network can
+cause grows a queue between the processes: the engine answers a frame with at most a few
+messages, and only when it moves the state machine, which takes the current xid.
 """
 
 from __future__ import annotations
@@ -23,6 +32,9 @@ from dhcpleased.log import log, log_setverbose
 
 ARPHRD_ETHER = 1
 FRAMES_PER_WAKEUP = 64  # bound the work one readable socket can cause before others run
+ENGINE_HIGH_WATER = 64  # frames queued towards the engine before the packet sockets pause
+ENGINE_LOW_WATER = 16  # ... and resume: well below the high mark, so a pause is worth it
+DROP_LOG_INTERVAL = 60.0  # seconds between "engine busy" warnings
 
 
 @dataclass
@@ -71,6 +83,9 @@ class Frontend(ChildProcess):
         self.ifaces: dict[int, FrontendIface] = {}  # the ones we manage
         self.started = False
         self.control: control.Control | None = None
+        self.reading = True  # packet sockets are read (False while the engine is busy)
+        self.frames_read = self.frames_dropped = self.read_pauses = 0
+        self.next_drop_log = 0.0
         self.status_fd = procinfo.open_status()  # before the sandbox when frontend_main calls it
 
     async def run(self) -> int:
@@ -110,6 +125,7 @@ class Frontend(ChildProcess):
                 raise ImsgError("received a second IPC socket")
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET, 0, fileno=msg.fd)
             self.engine = Channel(sock, self.dispatch_engine, self.lost_sibling, name="engine")
+            self.engine.watch_pressure(ENGINE_HIGH_WATER, ENGINE_LOW_WATER, self.engine_pressure)
             self.engine.start()
         elif t is ImsgType.ROUTESOCK:
             imsg.Empty.unpack(msg.data)
@@ -212,12 +228,11 @@ class Frontend(ChildProcess):
         if iface is None:  # went away while the parent was opening it
             sock.close()
             return
-        if iface.bpf is not None:
-            self.loop.remove_reader(iface.bpf.fileno())
-            iface.bpf.close()
+        self.close_bpf(iface)
         sock.setblocking(False)
         iface.bpf = sock
-        self.loop.add_reader(sock.fileno(), self.bpf_receive, iface)
+        if self.reading:
+            self.loop.add_reader(sock.fileno(), self.bpf_receive, iface)
         if iface.pending is not None:
             # What the engine asked for meanwhile goes out now, as the original sends its
             # DISCOVER (send_discover) then. The packet it asked for, not always a DISCOVER:
@@ -300,10 +315,7 @@ class Frontend(ChildProcess):
         self.compose_engine(ImsgType.REMOVE_IF, imsg.IfIndex(iface.if_index).pack())
 
     def close_sockets(self, iface: FrontendIface) -> None:
-        if iface.bpf is not None:
-            self.loop.remove_reader(iface.bpf.fileno())
-            iface.bpf.close()
-            iface.bpf = None
+        self.close_bpf(iface)
         if iface.udp is not None:
             iface.udp.close()
             iface.udp = None
@@ -311,10 +323,15 @@ class Frontend(ChildProcess):
     # --- packets ------------------------------------------------------------------------------
     def bpf_receive(self, iface: FrontendIface) -> None:
         """Forward frames untouched; the engine, not us, decides what they mean."""
-        sock = iface.bpf
+        sock, engine = iface.bpf, self.engine
+        if engine is None:
+            self.fatal("no channel to the engine yet")
+            return
         if sock is None:
             return
         for _ in range(FRAMES_PER_WAKEUP):
+            if engine.congested:  # engine_pressure has stopped the reading: leave the rest
+                return
             try:
                 got = bpf.recv_frame(sock)
             except OSError as e:
@@ -323,7 +340,46 @@ class Frontend(ChildProcess):
             if got is None:
                 return
             frame, csumflags = got
-            self.compose_engine(ImsgType.DHCP, imsg.Dhcp(iface.if_index, csumflags, frame).pack())
+            self.frames_read += 1
+            engine.compose(ImsgType.DHCP, imsg.Dhcp(iface.if_index, csumflags, frame).pack())
+
+    def engine_pressure(self, congested: bool) -> None:
+        """Stop reading every packet socket while the engine is behind, resume once it caught
+        up; the kernel drops what the sockets cannot hold meanwhile."""
+        self.reading = not congested
+        for iface in self.ifaces.values():
+            if iface.bpf is None:
+                continue
+            if congested:
+                self.loop.remove_reader(iface.bpf.fileno())
+            else:
+                self.loop.add_reader(iface.bpf.fileno(), self.bpf_receive, iface)
+        if not congested:
+            return
+        self.read_pauses += 1
+        now = self.loop.time()
+        if now >= self.next_drop_log:
+            self.next_drop_log = now + DROP_LOG_INTERVAL
+            log.warning(
+                "frames arrive faster than the engine takes them: reading paused while it "
+                "catches up, the kernel drops the excess (%d dropped so far)",
+                self.count_drops(),
+            )
+
+    def count_drops(self) -> int:
+        """Add up what the kernel dropped on every packet socket since we last asked."""
+        for iface in self.ifaces.values():
+            if iface.bpf is not None:
+                self.frames_dropped += bpf.take_drops(iface.bpf)
+        return self.frames_dropped
+
+    def close_bpf(self, iface: FrontendIface) -> None:
+        """Close the packet socket, its drops counted first."""
+        if iface.bpf is not None:
+            self.frames_dropped += bpf.take_drops(iface.bpf)
+            self.loop.remove_reader(iface.bpf.fileno())
+            iface.bpf.close()
+            iface.bpf = None
 
     def dispatch_engine(self, msg: Imsg) -> None:
         """frontend_dispatch_engine."""
@@ -399,10 +455,19 @@ class Frontend(ChildProcess):
             to_engine=lambda t, data, peerid: control.forward(self.engine, t, data, peerid),
             is_managed=lambda if_index: if_index in self.ifaces,
             set_verbose=log_setverbose,
-            procinfo=lambda: procinfo.snapshot(self.status_fd, "frontend"),
+            procinfo=self.procinfo,
         )
         if self.started:
             self.control.start()
+
+    def procinfo(self) -> imsg.ProcInfo:
+        return procinfo.snapshot(
+            self.status_fd,
+            "frontend",
+            frames_read=self.frames_read,
+            frames_dropped=self.count_drops(),
+            read_pauses=self.read_pauses,
+        )
 
     def relay_procinfo(self, role: str, msg: Imsg) -> None:
         """A sibling's answer to CTL_PROCINFO: it must describe that sibling."""

@@ -638,6 +638,11 @@ class ProcInfo(Payload):
         metadata=_m(_Int("i", _I32_MIN, _I32_MAX))
     )  # ABI in use, 0 none, <0 unsupported
     landlock_status: int = field(metadata=_m(_Int("i", _I32_MIN, _I32_MAX)))  # owner-defined code
+    # the frontend's packet sockets (0 elsewhere): frames read, frames the kernel dropped
+    # while reading was paused for a busy engine, and how often it was paused
+    frames_read: int = field(default=0, metadata=_m(_Int("Q", hi=_U64)))
+    frames_dropped: int = field(default=0, metadata=_m(_Int("Q", hi=_U64)))
+    read_pauses: int = field(default=0, metadata=_m(_Int("Q", hi=_U64)))
 
 
 @_wire

@@ -18,6 +18,13 @@ Peer errors never raise into the loop: the channel closes itself and calls
 ``on_close(reason)`` exactly once, and the owner decides (fatal for a sibling process,
 drop the client for dhcpleasectl).  ``close()`` by the owner does not call it.
 Programming errors of the caller (oversize payload, bad field values) raise ValueError.
+
+A full write queue is such an error too, so an owner whose messages are caused by
+someone else's traffic must stop taking that traffic before the queue fills:
+``watch_pressure(high, low, callback)`` calls ``callback(True)`` when the queue reaches
+``high`` messages and ``callback(False)`` once the peer has drained it to ``low``
+(hysteresis, so a busy peer does not toggle it per message); ``congested`` says which.
+The frontend stops reading its packet sockets in between and lets the kernel drop.
 """
 
 from __future__ import annotations
@@ -100,6 +107,9 @@ class Channel:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._writing = False
         self._closed = False
+        self._high = self._low = 0
+        self._on_pressure: Callable[[bool], None] | None = None
+        self._congested = False
 
     def __repr__(self) -> str:
         return f"<Channel {self.name!r} fd={self._fileno} queued={len(self._queue)}>"
@@ -112,6 +122,21 @@ class Channel:
     def pending(self) -> int:
         """Messages waiting to be written."""
         return len(self._queue)
+
+    @property
+    def congested(self) -> bool:
+        """The queue reached the high watermark and has not yet drained to the low one."""
+        return self._congested
+
+    def watch_pressure(self, high: int, low: int, callback: Callable[[bool], None]) -> None:
+        """``callback(True)`` at ``high`` queued messages, ``callback(False)`` back at ``low``.
+
+        Called from inside ``compose`` (so the caller can stop producing at once) and from
+        the writer callback; not after ``close()``.
+        """
+        if not 0 <= low < high < self._max_queue:
+            raise ValueError(f"watermarks need 0 <= low < high < {self._max_queue}")
+        self._high, self._low, self._on_pressure = high, low, callback
 
     def start(self) -> None:
         """Start reading (and flush what was composed before) on the running loop."""
@@ -158,6 +183,9 @@ class Channel:
         self._queue.append((header.pack() + data, fd))
         if not self._writing and len(self._queue) == 1:
             self._flush(defer=True)
+        if self._on_pressure is not None and not self._congested and self.pending >= self._high:
+            self._congested = True
+            self._on_pressure(True)
 
     def close(self) -> None:
         """Close the socket and every queued descriptor; on_close is not called."""
@@ -186,6 +214,13 @@ class Channel:
             self._on_close(reason)
 
     def _flush(self, *, defer: bool = False) -> None:
+        self._write_queue(defer)
+        if self._congested and not self._closed and self.pending <= self._low:
+            self._congested = False
+            assert self._on_pressure is not None
+            self._on_pressure(False)
+
+    def _write_queue(self, defer: bool) -> None:
         if self._loop is None:
             return  # not started: compose only queues
         while self._queue and not self._closed:

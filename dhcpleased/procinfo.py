@@ -85,12 +85,15 @@ def _i32(value: object, default: int) -> int:
     return default
 
 
-def snapshot(fd: int, name: str) -> imsg.ProcInfo:
+def snapshot(
+    fd: int, name: str, *, frames_read: int = 0, frames_dropped: int = 0, read_pauses: int = 0
+) -> imsg.ProcInfo:
     """This process's ProcInfo, read now through ``fd`` (from :func:`open_status`).
 
     Unknown facts err on the pessimistic side: without a readable status file the ids
     come from the system calls, CapEff reads as every capability and no_new_privs and
-    seccomp as off, so a broken probe can never make a process look sandboxed.
+    seccomp as off, so a broken probe can never make a process look sandboxed.  The frame
+    counters are the frontend's to give.
     """
     fields = parse_status(_read(fd))
     seccomp = _int(fields, "Seccomp", 0, 10, lambda: 0)
@@ -105,6 +108,9 @@ def snapshot(fd: int, name: str) -> imsg.ProcInfo:
         seccomp=seccomp if 0 <= seccomp <= 2 else 0,
         landlock_abi=abi,
         landlock_status=status,
+        frames_read=frames_read,
+        frames_dropped=frames_dropped,
+        read_pauses=read_pauses,
     )
 
 

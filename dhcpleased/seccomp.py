@@ -110,7 +110,16 @@ class ArgIn:
 
 
 Rule = tuple[ArgIn, ...]  # all must hold; () = allowed unconditionally
-Policy = Mapping[str, Rule]
+
+
+@dataclass(frozen=True, slots=True)
+class AnyOf:
+    """Allow if one of ``rules`` holds: for calls whose arguments go together in pairs."""
+
+    rules: tuple[Rule, ...]
+
+
+Policy = Mapping[str, Rule | AnyOf]
 
 PROT_EXEC: Final = 0x4
 AT_FDCWD_LOW: Final = 0xFFFFFF9C  # -100 as u32
@@ -122,6 +131,8 @@ SIOCGIFNAME: Final = 0x8910
 F_GETFD, F_SETFD, F_GETFL, F_SETFL = 1, 2, 3, 4
 SOL_SOCKET: Final = 1
 SO_PEERCRED: Final = 17
+SOL_PACKET: Final = 263
+PACKET_STATISTICS: Final = 6
 
 # pledge("stdio") for a Python asyncio process that holds only descriptors it was given.
 STDIO: Final[dict[str, Rule]] = {
@@ -161,14 +172,15 @@ STDIO: Final[dict[str, Rule]] = {
 ENGINE: Final[dict[str, Rule]] = {**STDIO, "timerfd_settime": ()}
 # The frontend also holds packet, UDP and netlink sockets, and answers dhcpleasectl
 # clients on the control socket: accept4, the client's credentials (SO_PEERCRED only)
-# and sendmsg for replies.
-FRONTEND: Final[dict[str, Rule]] = {
+# and sendmsg for replies.  getsockopt is allowed for exactly two (level, name) pairs:
+# SO_PEERCRED and PACKET_STATISTICS, the packet sockets' drop counter for dhcpleasectl -p
+# (it reads two counters and resets them, on a socket the frontend holds anyway).
+FRONTEND: Final[dict[str, Rule | AnyOf]] = {
     **STDIO,
     # recvmsg() on a packet socket names the interface: CPython asks SIOCGIFNAME
     "ioctl": (ArgIn(1, (FIONBIO, FIOCLEX, TCGETS, SIOCGIFNAME)),),
     "sendmsg": (),
     "accept4": (),
-    "getsockopt": (ArgIn(1, (SOL_SOCKET,)), ArgIn(2, (SO_PEERCRED,))),
     # The host name goes into every DISCOVER/REQUEST as the original's build_packet reads
     # it, at each packet: gethostname() is uname(2). It copies out the names of the
     # process's own UTS namespace and has no other effect; the kernel release it also
@@ -176,6 +188,12 @@ FRONTEND: Final[dict[str, Rule]] = {
     # stay forbidden. (The alternative, a /proc/sys/kernel/hostname descriptor kept open
     # through the sandbox, would leave a procfs file in a process that has no filesystem.)
     "uname": (),
+    "getsockopt": AnyOf(
+        (
+            (ArgIn(1, (SOL_SOCKET,)), ArgIn(2, (SO_PEERCRED,))),
+            (ArgIn(1, (SOL_PACKET,)), ArgIn(2, (PACKET_STATISTICS,))),
+        )
+    ),
 }
 POLICIES: Final[Mapping[str, Policy]] = {"engine": ENGINE, "frontend": FRONTEND}
 
@@ -224,28 +242,34 @@ def assemble(policy: Policy, arch: Arch, default: int) -> list[Insn]:
     a.emit(BPF_LD_W_ABS, OFF_NR)
     if arch.x32_bit:
         a.emit(BPF_JMP_JSET_K, X32_SYSCALL_BIT, _KILL, 0)
-    checked: list[tuple[str, Rule]] = []
+    checked: list[tuple[str, tuple[Rule, ...]]] = []
     for name, rule in policy.items():
         nr = arch.table.get(name)
         if nr is None:  # e.g. epoll_wait does not exist on aarch64
             continue
-        target = _ALLOW if not rule else f"check_{name}"
-        if rule:
-            checked.append((name, rule))
+        alternatives = rule.rules if isinstance(rule, AnyOf) else (rule,) if rule else ()
+        target = _ALLOW if not alternatives else f"check_{name}"
+        if alternatives:
+            checked.append((name, alternatives))
         a.emit(BPF_JMP_JEQ_K, nr, target, 0)
     a.emit(BPF_JMP_JA, 0, _DENY)
-    for name, rule in checked:
+    for name, alternatives in checked:
         a.label(f"check_{name}")
-        for n, cond in enumerate(rule):
-            nxt = f"check_{name}_{n + 1}"
-            a.emit(BPF_LD_W_ABS, arg_low(cond.arg))
-            if cond.mask != 0xFFFFFFFF:
-                a.emit(BPF_ALU_AND_K, cond.mask)
-            for v in cond.values:
-                a.emit(BPF_JMP_JEQ_K, v, _DENY if cond.negate else nxt, 0)
-            a.emit(BPF_JMP_JA, 0, nxt if cond.negate else _DENY)
-            a.label(nxt)
-        a.emit(BPF_JMP_JA, 0, _ALLOW)
+        for k, alt in enumerate(alternatives):
+            # a failed condition tries the next alternative; after the last one, deny
+            fail = f"check_{name}_or{k + 1}" if k + 1 < len(alternatives) else _DENY
+            for n, cond in enumerate(alt):
+                nxt = f"check_{name}_{k}_{n + 1}"
+                a.emit(BPF_LD_W_ABS, arg_low(cond.arg))
+                if cond.mask != 0xFFFFFFFF:
+                    a.emit(BPF_ALU_AND_K, cond.mask)
+                for v in cond.values:
+                    a.emit(BPF_JMP_JEQ_K, v, fail if cond.negate else nxt, 0)
+                a.emit(BPF_JMP_JA, 0, nxt if cond.negate else fail)
+                a.label(nxt)
+            a.emit(BPF_JMP_JA, 0, _ALLOW)
+            if fail != _DENY:
+                a.label(fail)
     a.label(_ALLOW)
     a.emit(BPF_RET_K, SECCOMP_RET_ALLOW)
     a.label(_DENY)

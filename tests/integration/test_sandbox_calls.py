@@ -30,6 +30,7 @@ from dhcpleased.log import log, log_init
 role, action = sys.argv[1], sys.argv[2]
 ppid = os.getppid()
 mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+pkt = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)  # as the frontend holds one
 log_init(True, 1, role)
 loop = asyncio.new_event_loop()
 asyncio.set_event_loop(loop)
@@ -74,10 +75,14 @@ actions = {
     "sethostname": lambda: socket.sethostname("dhcpleased-test"),
     "uname": lambda: os.uname(),
     "timerfd_settime": lambda: clock.arm(time.clock_gettime(time.CLOCK_BOOTTIME) + 60),
+    "packet_stats": lambda: pkt.getsockopt(263, 6, 8),  # SOL_PACKET, PACKET_STATISTICS
+    "packet_option": lambda: pkt.getsockopt(263, 8, 4),  # SOL_PACKET, PACKET_AUXDATA
+    "crossed_option": lambda: pkt.getsockopt(socket.SOL_SOCKET, 6),  # SO_BROADCAST
 }
 actions[action]()
 mine.close()
 theirs.close()
+pkt.close()
 loop.close()
 assert not sandbox.late_imports(), sandbox.late_imports()
 os.write(1, b"survived\n")
@@ -127,7 +132,7 @@ def run(code: str, *args: str) -> subprocess.CompletedProcess[str]:
 ROLES = ("engine", "frontend")
 FORBIDDEN = (
     "open", "socket", "connect", "exec", "fork", "thread", "ptrace", "kill", "import",
-    "timerfd_create", "sethostname",
+    "timerfd_create", "sethostname", "packet_option", "crossed_option",
 )  # fmt: skip
 # What one child may call and the other not: uname (frontend), timerfd_settime (engine).
 ONLY = {"engine": "timerfd_settime", "frontend": "uname"}
@@ -157,6 +162,14 @@ def test_the_other_childs_extra_call_kills(role: str, dhcp_user: pwd.struct_pass
     assert r.returncode == -signal.SIGSYS, (r.returncode, r.stderr)
     r = run(CHILD, role, ONLY[role])
     assert r.returncode == 0, r.stderr
+
+
+def test_packet_statistics_for_the_frontend_only(dhcp_user: pwd.struct_passwd) -> None:
+    """The one getsockopt the flood counters need; its neighbours are in FORBIDDEN."""
+    r = run(CHILD, "frontend", "packet_stats")
+    assert (r.returncode, r.stdout.split()) == (0, ["sandboxed", "survived"]), r.stderr
+    r = run(CHILD, "engine", "packet_stats")
+    assert r.returncode == -signal.SIGSYS, (r.returncode, r.stderr)
 
 
 def test_trap_switch_prints_the_stack_then_dies(dhcp_user: pwd.struct_passwd) -> None:

@@ -14,7 +14,7 @@ from ipaddress import IPv4Address
 
 import pytest
 
-from dhcpleased import bpf, defs, imsg, packet
+from dhcpleased import bpf, defs, frontend, imsg, packet
 from dhcpleased.frontend import Frontend
 from dhcpleased.imsg import ImsgType
 from tests.proc.peer import Peer, pair
@@ -122,6 +122,35 @@ async def test_frames_are_forwarded_untouched(rig: Rig) -> None:
     for expected in (raw, b"\x01\x02garbage"):
         d = imsg.Dhcp.unpack((await rig.engine.expect(ImsgType.DHCP)).data)
         assert (d.if_index, d.packet) == (IFINDEX, expected)
+
+
+async def test_a_busy_engine_pauses_the_packet_sockets(rig: Rig) -> None:
+    """Frames stop being read at ENGINE_HIGH_WATER queued for an engine that does not
+    read (the socket's own buffer fills instead, where the kernel would drop), and are
+    read again once it has caught up: nothing is lost, the channel never overflows."""
+    await appear(rig)
+    wire = await give_bpf(rig)
+    loop = asyncio.get_running_loop()
+    engine_fd = rig.engine.ch._fileno
+    loop.remove_reader(engine_fd)  # the engine is busy
+    raw, sent, refused = frames.frame(), 0, 0
+    while refused < 20:  # the stand-in socket's buffer is full: the frontend stopped
+        try:
+            wire.send(raw)
+            sent, refused = sent + 1, 0
+        except BlockingIOError:
+            refused += 1
+        await asyncio.sleep(0.001)
+    fe = rig.fe
+    assert fe.engine is not None and fe.engine.congested and not fe.reading
+    assert fe.engine.pending == frontend.ENGINE_HIGH_WATER
+    assert (fe.read_pauses, rig.task.done()) == (1, False)
+    loop.add_reader(engine_fd, rig.engine.ch._on_readable)  # caught up
+    for _ in range(sent):
+        d = imsg.Dhcp.unpack((await rig.engine.expect(ImsgType.DHCP)).data)
+        assert d.packet == raw
+    assert fe.reading and not fe.engine.congested and fe.frames_read == sent
+    await rig.engine.quiet()
 
 
 async def test_discover_and_request_are_built_from_fields(rig: Rig) -> None:

@@ -327,6 +327,32 @@ async def test_queue_overflow() -> None:
     assert open_fds() == before - socks
 
 
+async def test_pressure_watermarks_with_hysteresis() -> None:
+    """A producer that stops at congested never meets "write queue full": the callback
+    says stop at the high mark (from inside compose) and go once the reader has drained
+    the queue to the low mark, once per crossing."""
+    sa, sb = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    a, b = make_end(sa, max_queue=32), make_end(sb)
+    calls: list[tuple[bool, int]] = []
+    a.chan.watch_pressure(16, 4, lambda on: calls.append((on, a.chan.pending)))
+    a.chan.start()  # b does not read yet
+    sent = 0
+    while not a.chan.congested:
+        a.chan.compose(ImsgType.DHCP, b"x" * 1000)
+        sent += 1
+    assert calls == [(True, 16)] and a.closes == []
+    b.want = sent
+    b.chan.start()
+    await wait(b.got)
+    assert calls[0] == (True, 16) and len(calls) == 2 and not a.chan.congested
+    assert calls[1][0] is False and calls[1][1] <= 4
+    assert len(b.messages) == sent and a.closes == []
+    with pytest.raises(ValueError, match="watermarks"):
+        a.chan.watch_pressure(32, 4, lambda on: None)  # high must stay below max_queue
+    a.chan.close()
+    b.chan.close()
+
+
 async def test_compose_programming_errors(pair: tuple[End, End]) -> None:
     a, _ = pair
     a.chan.start()

@@ -196,13 +196,13 @@ def procs() -> list[ProcInfo]:
     return [
         ProcInfo("engine", 12, 998, 998, 0, True, 2, 5, 0),
         ProcInfo("main", 10, 0, 0, 1 << 12 | 1 << 13, False, 0, 0, -1),
-        ProcInfo("frontend", 11, 998, 998, 0, True, 2, -1, 0),
+        ProcInfo("frontend", 11, 998, 998, 0, True, 2, -1, 0, 1234, 56, 7),
     ]
 
 
 def test_procinfo_text_and_json() -> None:
     lines = output.render_procs_text(procs()).splitlines()
-    assert [line.split()[0] for line in lines] == ["process", "main", "frontend", "engine"]
+    assert [line.split()[0] for line in lines[:4]] == ["process", "main", "frontend", "engine"]
     assert lines[1].split() == [
         "main",
         "10",
@@ -224,6 +224,10 @@ def test_procinfo_text_and_json() -> None:
         "none",
     ]
     assert lines[3].split()[-3:] == ["ABI", "5", "none"]
+    assert lines[4:] == [
+        "packet sockets: 1234 frames read, 56 dropped by the kernel while the engine was "
+        "busy (reading paused 7 times)"
+    ]
     obj = output.render_procs_json(procs())
     assert obj["version"] == 1
     assert [p["name"] for p in obj["processes"]] == ["main", "frontend", "engine"]
@@ -232,8 +236,12 @@ def test_procinfo_text_and_json() -> None:
     assert main["capabilities"] == ["cap_net_admin", "cap_net_raw"]
     assert set(main) == {
         "name", "pid", "uid", "gid", "cap_eff", "capabilities", "no_new_privs", "seccomp",
-        "landlock_abi", "landlock_status",
+        "landlock_abi", "landlock_status", "frames_read", "frames_dropped", "read_pauses",
     }  # fmt: skip
+    frontend = obj["processes"][1]
+    assert (frontend["frames_read"], frontend["frames_dropped"], frontend["read_pauses"]) == (
+        1234, 56, 7,
+    )  # fmt: skip
 
 
 def test_ffs_and_route_len() -> None:

@@ -24,6 +24,7 @@ from dhcpleased.packet import (
     parse_frame,
     vis,
 )
+from fuzz import fuzz_packet
 from tests.unit import frames as F
 from tests.unit.frames import ACK_OPTIONS, CLIENT_MAC, SERVER, SERVER_MAC, XID, YIADDR
 
@@ -218,6 +219,31 @@ def test_bootp_checks() -> None:
     bad(F.frame(F.bootp(cookie=b"\x63\x82\x53\x64")), "bad magic cookie")
     bad(F.frame(F.bootp(cookie=b"\x63\x82\x53\x64")), "xid mismatch: 0x1234abcd", silent=True,
         xid=0)  # fmt: skip
+
+
+def test_stale_xid_is_dropped_before_the_checksums() -> None:
+    """The early xid check (a flood of random xids costs no checksum): wherever the IP
+    header length puts the xid; a BOOTREQUEST still reads as "not a BOOTREPLY"."""
+    broken = F.frame(ip_csum=0x1234)
+    bad(broken, "bad IP checksum", xid=XID)
+    bad(broken, "xid mismatch: 0x1234abcd", silent=True, xid=XID + 1)
+    with_options = F.frame(ip_options=b"\x01" * 8)
+    assert ok(with_options, xid=XID).xid == XID
+    bad(with_options, "xid mismatch: 0x1234abcd", silent=True, xid=XID + 1)
+    bad(F.frame(F.bootp(op=1), ip_csum=0x1234), "bad IP checksum", xid=XID + 1)
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(fuzz_packet.FRAMES, st.sampled_from(["own", "other", "none"]))
+def test_early_xid_check_never_changes_the_verdict(
+    case: tuple[bytes, int, int | None, bytes | None], which: str
+) -> None:
+    """Accepted or dropped, with the early check exactly as with the full parse alone."""
+    raw, csum, xid, mac = case
+    want = {"own": xid, "other": XID, "none": None}[which]
+    early = parse_frame(raw, csum_flags=csum, our_mac=mac, xid=want)
+    full = packet._parse_frame(raw, csum, mac, want, ())
+    assert isinstance(early, DhcpMessage) == isinstance(full, DhcpMessage)
 
 
 def test_chaddr_follows_hlen() -> None:

@@ -150,6 +150,20 @@ def test_argument_checks(role: str, arch: str) -> None:
         assert decide(role, arch, "getsockopt", 3, 0, seccomp.SO_PEERCRED) == KILL
 
 
+@pytest.mark.parametrize("arch", ARCH_NAMES)
+def test_getsockopt_only_in_the_two_allowed_pairs(arch: str) -> None:
+    """(SOL_SOCKET, SO_PEERCRED) and (SOL_PACKET, PACKET_STATISTICS); not the crossed pairs,
+    nor a neighbouring option of either level, nor anything for the engine."""
+    sol_socket, sol_packet = seccomp.SOL_SOCKET, seccomp.SOL_PACKET
+    peercred, stats = seccomp.SO_PEERCRED, seccomp.PACKET_STATISTICS
+    allowed = {(sol_socket, peercred), (sol_packet, stats)}
+    for level in (sol_socket, sol_packet, 0, sol_packet | 1 << 32):
+        for name in (peercred, stats, stats + 1, stats + 2, peercred + 1, 0):
+            want = ALLOW if (level & 0xFFFFFFFF, name) in allowed else KILL
+            assert decide("frontend", arch, "getsockopt", 3, level, name) == want, (level, name)
+    assert decide("engine", arch, "getsockopt", 3, sol_packet, stats) == KILL
+
+
 @pytest.mark.parametrize("role", ROLES)
 def test_foreign_arch_and_x32_are_killed_even_in_trap_mode(role: str) -> None:
     i386 = 0x40000003

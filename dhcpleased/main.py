@@ -31,7 +31,14 @@ from typing import TYPE_CHECKING
 from dhcpleased import defs, imsg, sdnotify
 from dhcpleased.imsg import ImsgError, ImsgType, type_name
 from dhcpleased.ipc import Channel, Imsg
-from dhcpleased.log import log, log_init, log_setverbose
+from dhcpleased.log import (
+    crash_report,
+    exception_handler,
+    install_hooks,
+    log,
+    log_init,
+    log_setverbose,
+)
 
 if TYPE_CHECKING:
     from dhcpleased.kroute import KRoute
@@ -292,6 +299,7 @@ class Main:
         self.work: asyncio.Queue[Callable[[], Awaitable[None]]] = asyncio.Queue()
         self.notifier = sdnotify.Notifier()  # connected now, before any sandbox goes up
         self.bound: dict[str, str] = {}  # ifname -> "addr/len", for systemd's STATUS=
+        self.loop.set_exception_handler(exception_handler(self.fail))  # a bug ends the daemon
 
     # --- life cycle ---------------------------------------------------------------------------
     async def run(self) -> int:
@@ -404,7 +412,7 @@ class Main:
             except OSError as e:  # the kernel said no: log it, keep serving
                 log.warning("%s", e)
             except Exception as e:  # a bug here must end the daemon, not stall it
-                self.fail(f"internal error: {e!r}")
+                self.fail(crash_report("unexpected exception in privileged work", e))
                 return
 
     # --- configuration ------------------------------------------------------------------------
@@ -756,6 +764,7 @@ def parent_main(opts: Options) -> int:
     if not opts.debug:
         daemonize()
     log_init(opts.debug, opts.verbose, "main")
+    install_hooks()  # from here on stderr may be /dev/null: a traceback goes to the log
     procinfo.open_status()  # after daemonize (a new pid), before any sandbox
     # The children start now: their start-up overlaps the parent's own slow imports.
     spawned = {role: spawn_child(role, opts) for role in ("frontend", "engine")}
@@ -787,6 +796,9 @@ def parent_main(opts: Options) -> int:
             log.critical("fatal in main: %s (missing CAP_NET_ADMIN or CAP_NET_RAW?)", e)
         else:
             log.critical("fatal in main: %s", e)
+        return 1
+    except Exception as e:
+        log.critical("fatal in main: %s", crash_report("unexpected exception", e))
         return 1
     finally:
         loop.close()

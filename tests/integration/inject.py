@@ -172,6 +172,14 @@ def _gdb_script(pid: int, harness: str) -> str:
     )
 
 
+def require_gdb() -> None:
+    """Skip (fail under DHCPLEASED_REQUIRE_INTEGRATION=1) where gdb is missing."""
+    if not os.access(GDB, os.X_OK):
+        from tests.integration.lab import skip_or_fail
+
+        skip_or_fail("gdb not found (run tests/integration/prepare.sh)")
+
+
 def inject(pid: int, code: str, *, timeout: float = 10.0, on_loop: bool = False) -> Result:
     """Run ``code`` in process ``pid`` (see the module docstring); needs root and gdb."""
     harness = _HARNESS + _HARNESS_CALL.format(

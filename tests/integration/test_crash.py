@@ -20,7 +20,7 @@ import sys
 
 import pytest
 
-from tests.integration.inject import inject
+from tests.integration.inject import inject, require_gdb
 from tests.integration.lab import IP, Lab
 from tests.integration.test_daemon import alive, children, comm, daemon_log
 from tests.integration.test_sandbox import status
@@ -60,6 +60,7 @@ setattr(target, METHOD, boom)
 
 def start(lab: Lab) -> tuple[subprocess.Popen[bytes], dict[str, int]]:
     """The daemon, up with both children in their sandbox; no server needed."""
+    require_gdb()
     daemon = lab.start_daemon("-d", lab.ifname)
 
     def sandboxed() -> dict[str, int] | None:

@@ -21,7 +21,9 @@ import os
 import pwd
 import signal
 import socket
+import stat
 import sys
+import tempfile
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -677,11 +679,22 @@ class Main:
         return os.path.join(defs.LEASE_DIR, name)
 
     def read_lease(self, name: str) -> str:
-        try:
-            with open(self.lease_path(name), "rb") as f:
-                raw = f.read(defs.LEASE_SIZE - 1)
-        except OSError:
+        """The lease text, or "" when there is none (or none that is a regular file)."""
+        fd = open_lease(self.lease_path(name))
+        if fd is None:
             return ""
+        raw = b""
+        try:
+            while len(raw) < defs.LEASE_SIZE - 1:
+                chunk = os.read(fd, defs.LEASE_SIZE - 1 - len(raw))
+                if not chunk:
+                    break
+                raw += chunk
+        except OSError as e:
+            log.warning("cannot read lease file for %s: %s", name, e.strerror)
+            return ""
+        finally:
+            os.close(fd)
         # The file is ours, but a damaged one must not make the parent send a bad imsg.
         return "".join(c if c.isascii() and c != "\0" else "?" for c in raw.decode("latin-1"))
 
@@ -698,22 +711,79 @@ class Main:
                 domain_name=ci.domain_name,
             )
         )
-        tmp = os.path.join(defs.LEASE_DIR, f".{name}.tmp{os.getpid()}")
+        path = self.lease_path(name)
+        tmp = None
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+            st = lstat_or_none(path)
+            if st is not None and not stat.S_ISREG(st.st_mode):
+                move_aside(path, st)  # rename cannot replace a directory
+            # O_EXCL|O_NOFOLLOW: whatever sits at a temp name is never opened
+            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=defs.LEASE_DIR)
             try:
                 os.write(fd, text.encode())
                 os.fchmod(fd, 0o644)
                 os.fsync(fd)
             finally:
                 os.close(fd)
-            os.rename(tmp, self.lease_path(name))
+            os.rename(tmp, path)
         except OSError as e:
             log.warning("cannot write lease file for %s: %s", name, e.strerror)
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
+            if tmp is not None:
+                try:
+                    os.unlink(tmp)
+                except OSError:
+                    pass
+
+
+# Lease files that are not files: a FIFO would block the parent for ever, a directory make
+# every write fail, a link or a device read what it points at.  Such an object is moved
+# aside (renamed in place, whatever it is) with a warning and the daemon carries on.
+_KINDS = {
+    stat.S_IFDIR: "a directory",
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFLNK: "a symbolic link",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+}
+
+
+def lstat_or_none(path: str) -> os.stat_result | None:
+    try:
+        return os.lstat(path)
+    except FileNotFoundError:
+        return None
+
+
+def move_aside(path: str, st: os.stat_result) -> None:
+    kind = _KINDS.get(stat.S_IFMT(st.st_mode), "not a regular file")
+    aside = f"{path}.aside-{os.urandom(4).hex()}"
+    try:
+        os.rename(path, aside)
+    except OSError as e:
+        log.warning("lease file %s is %s and cannot be moved aside: %s", path, kind, e.strerror)
+    else:
+        log.warning("lease file %s is %s: moved aside to %s", path, kind, aside)
+
+
+def open_lease(path: str) -> int | None:
+    """A descriptor of the regular file at path, or None; never follows a link or blocks."""
+    try:
+        st = lstat_or_none(path)
+        if st is None:
+            return None
+        if not stat.S_ISREG(st.st_mode):  # not even opened: a device may act on open
+            move_aside(path, st)
+            return None
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+        fd = os.open(path, flags)
+    except OSError as e:
+        log.warning("cannot read lease file %s: %s", path, e.strerror)
+        return None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):  # replaced since the lstat: next time
+        os.close(fd)
+        return None
+    return fd
 
 
 def parent_main(opts: Options) -> int:

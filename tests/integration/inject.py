@@ -8,14 +8,16 @@ reads the result out of the target's memory and detaches.  gdb reads the interpr
 and its libraries from the host (``set sysroot /``): the child's own root is empty.
 
 What the injection itself makes the target do (measured with ``perf record -e
-raw_syscalls:sys_enter -p PID`` around an injection into the engine and the frontend):
-nothing beyond what the sandbox allows.  The three C calls make no syscall; gdb's
-``malloc`` for the string literal may ``brk``/``mmap`` (read-write, allowed); the
-harness wakes the event loop with ``loop.call_soon_threadsafe`` (one ``sendto`` on the
-loop's self-pipe) and the interrupted ``epoll_wait`` is restarted after the detach.  So
-the snippet runs under exactly the process's own filter: a forbidden call in it kills
-the process as it would kill the daemon's own code (``Result.killed == "SIGSYS"``), and
-Landlock refusals surface as the snippet's ``PermissionError``.
+raw_syscalls:sys_enter -p PID`` around an injection into each of the three processes):
+only calls every process's sandbox allows.  ``PyGILState_Ensure``, ``PyRun_SimpleString``
+and ``PyGILState_Release`` make none; memory for gdb's string literal (gdb calls
+``malloc`` in the target) and for the snippet comes from ``brk``/``mmap`` (read-write);
+the harness asks for the running loop (``getpid``, asyncio's fork check) and wakes it
+with ``call_soon_threadsafe`` (one ``sendto`` on the loop's self-pipe, read back with
+``recvfrom``); the ``epoll_wait`` that the attach interrupted is restarted after the
+detach.  So the snippet runs under exactly the process's own filter: a forbidden call in
+it kills the process as it would kill the daemon's own code (``Result.killed ==
+"SIGSYS"``), and Landlock refusals surface as the snippet's ``PermissionError``.
 
 Two ways to run a snippet:
 

@@ -371,10 +371,11 @@ class Main:
             self.fail(f"{child.role} {how}")
 
     def lost(self, role: str, reason: str) -> None:
-        # A dying child closes its channel just before it becomes reapable: give the
-        # pidfd a moment so that the log line says how it died, not just that it did.
+        # A dying child closes its channels before it becomes reapable (one that crashed
+        # still unwinds its loop and interpreter): give the pidfd time so that the log
+        # line says how it died, not just that it did.
         if not self.stopping:
-            self.loop.call_later(0.2, self.fail, f"lost connection to {role}: {reason}")
+            self.loop.call_later(1.0, self.fail, f"lost connection to {role}: {reason}")
 
     def fail(self, message: str) -> None:
         """A child died or misbehaved: log once, then end the whole daemon with status 1."""

@@ -182,8 +182,13 @@ def require_gdb() -> None:
         skip_or_fail("gdb not found (run tests/integration/prepare.sh)")
 
 
-def inject(pid: int, code: str, *, timeout: float = 10.0, on_loop: bool = False) -> Result:
-    """Run ``code`` in process ``pid`` (see the module docstring); needs root and gdb."""
+def inject(
+    pid: int, code: str, *, timeout: float = 10.0, on_loop: bool = False, grace: float = GRACE
+) -> Result:
+    """Run ``code`` in process ``pid`` (see the module docstring); needs root and gdb.
+
+    ``timeout`` bounds the snippet's Python code; ``grace`` is added for gdb itself before
+    the call is given up (:class:`InjectTimeout`)."""
     harness = _HARNESS + _HARNESS_CALL.format(
         src=code, deadline=float(timeout), on_loop=on_loop, attr=RESULT_ATTR
     )
@@ -207,11 +212,11 @@ def inject(pid: int, code: str, *, timeout: float = 10.0, on_loop: bool = False)
             start_new_session=True,
         )
         try:
-            out, _ = gdb.communicate(timeout=timeout + GRACE)
+            out, _ = gdb.communicate(timeout=timeout + grace)
         except subprocess.TimeoutExpired:
             gdb.send_signal(signal.SIGINT)  # gdb stops the target and unwinds the call
             try:
-                out, _ = gdb.communicate(timeout=GRACE)
+                out, _ = gdb.communicate(timeout=grace)
             except subprocess.TimeoutExpired:
                 gdb.kill()
                 out, _ = gdb.communicate()

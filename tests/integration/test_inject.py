@@ -8,9 +8,11 @@ process (SIGSYS) as it would kill the daemon's own code, Landlock refusing the p
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
-from tests.integration.inject import inject
+from tests.integration.inject import InjectTimeout, inject
 from tests.integration.lab import Lab
 from tests.integration.test_crash import LIMIT, ROLES, start
 from tests.integration.test_daemon import daemon_log
@@ -52,6 +54,17 @@ def test_python_loop_stops_at_its_deadline_and_the_process_lives_on(daemon_lab: 
     assert inject(pids["engine"], "print('still here')").output == "still here\n"
     lab.ctl("log", "brief", timeout=LIMIT)  # the loop still serves: a round trip
     assert daemon.poll() is None, daemon_log(lab)
+
+
+def test_a_blocking_call_times_out(daemon_lab: Lab) -> None:
+    """A syscall that blocks cannot be stopped from inside: gdb gives up the call, the
+    caller learns it, and nothing waits for ever (the process is then not to be trusted)."""
+    lab = daemon_lab
+    _, pids = start(lab)
+    started = time.monotonic()
+    with pytest.raises(InjectTimeout, match="did not return"):
+        inject(pids["main"], "import time\ntime.sleep(60)", timeout=0.5, grace=3.0)
+    assert time.monotonic() - started < 10
 
 
 def test_on_loop_runs_as_the_process_own_code(daemon_lab: Lab) -> None:

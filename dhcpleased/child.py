@@ -4,7 +4,9 @@ Both the engine and the frontend get their channel to the parent on fd 3, ignore
 signals the parent handles for them, lock themselves down once their loop exists, and
 exit when the parent closes its end. A message from another daemon process that does not
 check out is fatal (that process is assumed compromised); a sibling that died is the
-parent's to report, with its cause, in one line.
+parent's to report, with its cause, in one line. An unexpected exception anywhere (a
+handler, a callback, a task, start-up) is a bug: it is logged with its traceback, under
+the sandbox, and the process exits with status 1, which takes the daemon down.
 """
 
 from __future__ import annotations
@@ -15,11 +17,13 @@ import socket
 from collections.abc import Awaitable, Callable
 
 from dhcpleased import procinfo, sandbox
-from dhcpleased.imsg import ImsgError, type_name
+from dhcpleased.imsg import ImsgError, ImsgType, type_name
 from dhcpleased.ipc import Imsg
-from dhcpleased.log import log, log_init
+from dhcpleased.log import crash_report, exception_handler, install_hooks, log, log_init
 
 PEER_CLOSED = "peer closed"
+_KNOWN_TYPES = frozenset(int(t) for t in ImsgType)
+SIBLING_GRACE = 2.0  # seconds the parent has to end the daemon after a sibling's exit
 
 
 class ChildProcess:
@@ -31,6 +35,7 @@ class ChildProcess:
     def __init__(self) -> None:
         self.loop = asyncio.get_running_loop()
         self.done: asyncio.Future[int] = self.loop.create_future()
+        self.loop.set_exception_handler(exception_handler(self.fatal))
 
     def fatal(self, message: str) -> None:
         if not self.done.done():
@@ -45,10 +50,19 @@ class ChildProcess:
             self.done.set_result(0 if reason == PEER_CLOSED else 1)
 
     def lost_sibling(self, reason: str) -> None:
-        # Only a broken channel is ours to explain; a dead sibling is the parent's.
-        if reason == PEER_CLOSED and not self.done.done():
+        """Only a broken channel is ours to explain; a dead sibling is the parent's.
+
+        A sibling that closed its end is exiting: the parent reaps it, says why, and
+        closes our channel. Exiting at once would race it and could make the parent
+        blame us; we go by ourselves only if the parent has not acted in time.
+        """
+        if self.done.done():
+            return
+        if reason.endswith(PEER_CLOSED):  # EOF, or ECONNRESET with data still unread
             log.debug("lost connection to %s", self.sibling)
-            self.done.set_result(1)
+            self.loop.call_later(
+                SIBLING_GRACE, self.fatal, f"lost connection to {self.sibling}: {reason}"
+            )
         else:
             self.fatal(f"lost connection to {self.sibling}: {reason}")
 
@@ -62,12 +76,13 @@ class ChildProcess:
             if msg.fd is not None:
                 socket.close(msg.fd)
             return
+        if msg.type not in _KNOWN_TYPES:
+            self.fatal(f"{where}: unexpected {type_name(msg.type)}")
+            return
         try:
             handler(msg)
         except ImsgError as e:
             self.fatal(f"{where}: invalid {type_name(msg.type)}: {e}")
-        except ValueError:  # an ImsgType() of a number no process sends
-            self.fatal(f"{where}: unexpected {type_name(msg.type)}")
 
 
 def child_main(
@@ -75,6 +90,15 @@ def child_main(
 ) -> int:
     """Entry point of ``dhcpleased -E|-F``: everything exists before the sandbox goes up."""
     log_init(debug, verbose, role)
+    install_hooks()
+    try:
+        return _child_run(role, serve)
+    except Exception as e:
+        log.critical("fatal in %s: %s", role, crash_report("unexpected exception", e))
+        return 1
+
+
+def _child_run(role: str, serve: Callable[[socket.socket], Awaitable[int]]) -> int:
     for signo in (signal.SIGHUP, signal.SIGPIPE, signal.SIGINT):
         signal.signal(signo, signal.SIG_IGN)
     parent_sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET, 0, fileno=3)

@@ -21,7 +21,9 @@ import os
 import pwd
 import signal
 import socket
+import stat
 import sys
+import tempfile
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -31,7 +33,14 @@ from typing import TYPE_CHECKING
 from dhcpleased import defs, imsg, sdnotify
 from dhcpleased.imsg import ImsgError, ImsgType, type_name
 from dhcpleased.ipc import Channel, Imsg
-from dhcpleased.log import log, log_init, log_setverbose
+from dhcpleased.log import (
+    crash_report,
+    exception_handler,
+    install_hooks,
+    log,
+    log_init,
+    log_setverbose,
+)
 
 if TYPE_CHECKING:
     from dhcpleased.kroute import KRoute
@@ -292,6 +301,7 @@ class Main:
         self.work: asyncio.Queue[Callable[[], Awaitable[None]]] = asyncio.Queue()
         self.notifier = sdnotify.Notifier()  # connected now, before any sandbox goes up
         self.bound: dict[str, str] = {}  # ifname -> "addr/len", for systemd's STATUS=
+        self.loop.set_exception_handler(exception_handler(self.fail))  # a bug ends the daemon
 
     # --- life cycle ---------------------------------------------------------------------------
     async def run(self) -> int:
@@ -361,10 +371,11 @@ class Main:
             self.fail(f"{child.role} {how}")
 
     def lost(self, role: str, reason: str) -> None:
-        # A dying child closes its channel just before it becomes reapable: give the
-        # pidfd a moment so that the log line says how it died, not just that it did.
+        # A dying child closes its channels before it becomes reapable (one that crashed
+        # still unwinds its loop and interpreter): give the pidfd time so that the log
+        # line says how it died, not just that it did.
         if not self.stopping:
-            self.loop.call_later(0.2, self.fail, f"lost connection to {role}: {reason}")
+            self.loop.call_later(1.0, self.fail, f"lost connection to {role}: {reason}")
 
     def fail(self, message: str) -> None:
         """A child died or misbehaved: log once, then end the whole daemon with status 1."""
@@ -404,7 +415,7 @@ class Main:
             except OSError as e:  # the kernel said no: log it, keep serving
                 log.warning("%s", e)
             except Exception as e:  # a bug here must end the daemon, not stall it
-                self.fail(f"internal error: {e!r}")
+                self.fail(crash_report("unexpected exception in privileged work", e))
                 return
 
     # --- configuration ------------------------------------------------------------------------
@@ -669,11 +680,22 @@ class Main:
         return os.path.join(defs.LEASE_DIR, name)
 
     def read_lease(self, name: str) -> str:
-        try:
-            with open(self.lease_path(name), "rb") as f:
-                raw = f.read(defs.LEASE_SIZE - 1)
-        except OSError:
+        """The lease text, or "" when there is none (or none that is a regular file)."""
+        fd = open_lease(self.lease_path(name))
+        if fd is None:
             return ""
+        raw = b""
+        try:
+            while len(raw) < defs.LEASE_SIZE - 1:
+                chunk = os.read(fd, defs.LEASE_SIZE - 1 - len(raw))
+                if not chunk:
+                    break
+                raw += chunk
+        except OSError as e:
+            log.warning("cannot read lease file for %s: %s", name, e.strerror)
+            return ""
+        finally:
+            os.close(fd)
         # The file is ours, but a damaged one must not make the parent send a bad imsg.
         return "".join(c if c.isascii() and c != "\0" else "?" for c in raw.decode("latin-1"))
 
@@ -690,22 +712,79 @@ class Main:
                 domain_name=ci.domain_name,
             )
         )
-        tmp = os.path.join(defs.LEASE_DIR, f".{name}.tmp{os.getpid()}")
+        path = self.lease_path(name)
+        tmp = None
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+            st = lstat_or_none(path)
+            if st is not None and not stat.S_ISREG(st.st_mode):
+                move_aside(path, st)  # rename cannot replace a directory
+            # O_EXCL|O_NOFOLLOW: whatever sits at a temp name is never opened
+            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=defs.LEASE_DIR)
             try:
                 os.write(fd, text.encode())
                 os.fchmod(fd, 0o644)
                 os.fsync(fd)
             finally:
                 os.close(fd)
-            os.rename(tmp, self.lease_path(name))
+            os.rename(tmp, path)
         except OSError as e:
             log.warning("cannot write lease file for %s: %s", name, e.strerror)
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
+            if tmp is not None:
+                try:
+                    os.unlink(tmp)
+                except OSError:
+                    pass
+
+
+# Lease files that are not files: a FIFO would block the parent for ever, a directory make
+# every write fail, a link or a device read what it points at.  Such an object is moved
+# aside (renamed in place, whatever it is) with a warning and the daemon carries on.
+_KINDS = {
+    stat.S_IFDIR: "a directory",
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFLNK: "a symbolic link",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+}
+
+
+def lstat_or_none(path: str) -> os.stat_result | None:
+    try:
+        return os.lstat(path)
+    except FileNotFoundError:
+        return None
+
+
+def move_aside(path: str, st: os.stat_result) -> None:
+    kind = _KINDS.get(stat.S_IFMT(st.st_mode), "not a regular file")
+    aside = f"{path}.aside-{os.urandom(4).hex()}"
+    try:
+        os.rename(path, aside)
+    except OSError as e:
+        log.warning("lease file %s is %s and cannot be moved aside: %s", path, kind, e.strerror)
+    else:
+        log.warning("lease file %s is %s: moved aside to %s", path, kind, aside)
+
+
+def open_lease(path: str) -> int | None:
+    """A descriptor of the regular file at path, or None; never follows a link or blocks."""
+    try:
+        st = lstat_or_none(path)
+        if st is None:
+            return None
+        if not stat.S_ISREG(st.st_mode):  # not even opened: a device may act on open
+            move_aside(path, st)
+            return None
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+        fd = os.open(path, flags)
+    except OSError as e:
+        log.warning("cannot read lease file %s: %s", path, e.strerror)
+        return None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):  # replaced since the lstat: next time
+        os.close(fd)
+        return None
+    return fd
 
 
 def parent_main(opts: Options) -> int:
@@ -756,6 +835,7 @@ def parent_main(opts: Options) -> int:
     if not opts.debug:
         daemonize()
     log_init(opts.debug, opts.verbose, "main")
+    install_hooks()  # from here on stderr may be /dev/null: a traceback goes to the log
     procinfo.open_status()  # after daemonize (a new pid), before any sandbox
     # The children start now: their start-up overlaps the parent's own slow imports.
     spawned = {role: spawn_child(role, opts) for role in ("frontend", "engine")}
@@ -787,6 +867,9 @@ def parent_main(opts: Options) -> int:
             log.critical("fatal in main: %s (missing CAP_NET_ADMIN or CAP_NET_RAW?)", e)
         else:
             log.critical("fatal in main: %s", e)
+        return 1
+    except Exception as e:
+        log.critical("fatal in main: %s", crash_report("unexpected exception", e))
         return 1
     finally:
         loop.close()

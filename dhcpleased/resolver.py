@@ -25,6 +25,11 @@ manages resolv.conf on this host, chosen once at startup:
 
 Subprocesses get a fixed argv (the executable resolved at startup), a minimal
 environment and a timeout; a failure is raised as OSError for the parent to log.
+Domain names come from the network and stay data: resolvconf reads them on stdin, and
+resolvectl gets ``--`` before its arguments, so a name such as ``--help`` or ``-i`` is a
+name to its getopt, not an option.  A name that starts with ``~`` is dropped: resolved
+would take it as a routing-only domain (``~.`` would route every query to this link's
+servers, a VPN's included).
 """
 
 from __future__ import annotations
@@ -79,12 +84,23 @@ def _clean(name: str) -> str:
     return "".join(c for c in name if c.isprintable() and not c.isspace())
 
 
+def _names(p: Proposal) -> list[str]:
+    """The proposal's domains as they may be handed on, in order, without duplicates."""
+    names = []
+    for name in dict.fromkeys(map(_clean, p.domains())):
+        if name.startswith("~"):
+            log.warning("ignoring domain name %s: it would be a routing domain", name)
+        elif name:
+            names.append(name)
+    return names
+
+
 def render_fragment(p: Proposal, *, header: bool = True) -> str:
     """One interface's resolv.conf text (what resolvconf -a reads)."""
     lines = [HEADER] if header else []
-    domains = [d for d in map(_clean, p.domains()) if d]
+    domains = _names(p)
     if domains:
-        lines.append("search " + " ".join(dict.fromkeys(domains)) + "\n")
+        lines.append("search " + " ".join(domains) + "\n")
     lines.extend(f"nameserver {ns}\n" for ns in p.nameservers)
     return "".join(lines)
 
@@ -95,7 +111,7 @@ def render_merged(proposals: Sequence[Proposal], options: Sequence[str] = ()) ->
     domains: dict[str, None] = {}
     for p in proposals:
         servers.update(dict.fromkeys(p.nameservers))
-        domains.update(dict.fromkeys(d for d in map(_clean, p.domains()) if d))
+        domains.update(dict.fromkeys(_names(p)))
     lines = [HEADER]
     if domains:
         lines.append("search " + " ".join(domains) + "\n")
@@ -166,8 +182,7 @@ class Resolver:
                 )
             elif self.mode == "resolved":
                 await self._run("resolvectl", ["dns", ifname, *map(str, p.nameservers)])
-                doms = list(dict.fromkeys(d for d in map(_clean, p.domains()) if d))
-                await self._run("resolvectl", ["domain", ifname, *(doms or [""])])
+                await self._run("resolvectl", ["domain", ifname, *(_names(p) or [""])])
             elif self.mode == "file":
                 self._update_file()
 
@@ -186,7 +201,8 @@ class Resolver:
     async def _run(self, tool: str, args: list[str], stdin: str | None = None) -> None:
         if args[1].startswith("-"):  # an interface name must never read as an option
             raise OSError(errno.EINVAL, f"{tool}: refusing interface name {args[1]!r}")
-        argv = [self._exe[tool], *args]
+        # "--": what follows is data to resolvectl's getopt (resolvconf takes no name)
+        argv = [self._exe[tool], *(["--"] if tool == "resolvectl" else []), *args]
         env = {"PATH": SAFE_PATH, "LC_ALL": "C"}
         proc = await asyncio.create_subprocess_exec(
             *argv,

@@ -266,6 +266,20 @@ LEASE_RIGHTS: Final = (
     | landlock.REMOVE_FILE
     | landlock.TRUNCATE
 )
+# A lease path that holds something other than a regular file (a FIFO, a directory, a
+# link, a device node) is renamed aside in place (main.move_aside), which Landlock allows
+# only with the right to make and remove that kind of object there.  mknod stays out of
+# reach anyway: the parent has no CAP_MKNOD.
+LEASE_DIR_RIGHTS: Final = (
+    LEASE_RIGHTS
+    | landlock.MAKE_DIR
+    | landlock.REMOVE_DIR
+    | landlock.MAKE_FIFO
+    | landlock.MAKE_SYM
+    | landlock.MAKE_CHAR
+    | landlock.MAKE_BLOCK
+    | landlock.MAKE_SOCK
+)
 # resolv.conf is replaced by temp file + rename in its directory and restored (maybe as
 # the symlink it was): Landlock cannot name a file that does not exist yet, so this is
 # the whole directory's regular files; uid 0 without CAP_DAC_OVERRIDE narrows it to
@@ -279,7 +293,7 @@ def parent_rules(
     conffile: str, dns_mode: str, resolv_conf: str = defs.RESOLV_CONF
 ) -> list[tuple[str, int]]:
     """(path, rights) the parent keeps; paths that do not exist are left out by the caller."""
-    rules = [(conffile, landlock.READ_FILE), (defs.LEASE_DIR, LEASE_RIGHTS)]
+    rules = [(conffile, landlock.READ_FILE), (defs.LEASE_DIR, LEASE_DIR_RIGHTS)]
     rules.append(("/proc/self/status", landlock.READ_FILE))  # dhcpleasectl -p reads it
     rules += [(p, landlock.READ) for p in dict.fromkeys(sys.path) if p and os.path.isdir(p)]
     if dns_mode == "file":

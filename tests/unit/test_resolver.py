@@ -288,12 +288,43 @@ async def test_resolved_mode(tmp_path: Path) -> None:
     await r.propose("eth0", [A("198.18.0.1")], "", [])
     await r.withdraw("eth0")
     assert log.read_text().splitlines() == [
-        "resolvectl [dns] [eth0] [198.18.0.1] [198.18.0.2]",
-        "resolvectl [domain] [eth0] [a.test] [b.test]",
-        "resolvectl [dns] [eth0] [198.18.0.1]",
-        "resolvectl [domain] [eth0] []",
-        "resolvectl [revert] [eth0]",
+        "resolvectl [--] [dns] [eth0] [198.18.0.1] [198.18.0.2]",
+        "resolvectl [--] [domain] [eth0] [a.test] [b.test]",
+        "resolvectl [--] [dns] [eth0] [198.18.0.1]",
+        "resolvectl [--] [domain] [eth0] []",
+        "resolvectl [--] [revert] [eth0]",
     ]
+
+
+ODD = ("--help", ["-i", "~.", "~corp.test", "b.test"])  # option-like, routing-domain-like
+
+
+async def test_domains_are_data_in_every_mode(tmp_path: Path, conf: Path) -> None:
+    """resolvectl gets "--" first, resolvconf reads names on stdin, "~" names go nowhere.
+
+    tests/integration/test_dns_handoff.py runs the real resolvectl's getopt on this.
+    """
+    log = tmp_path / "calls"
+    sock = tmp_path / "io.systemd.Resolve"
+    sock.touch()
+    fake(tmp_path / "bin", "resolvectl", log)
+    r = Resolver(path=str(tmp_path / "bin"), resolved_socket=str(sock))
+    await r.propose("eth0", [A("198.18.0.1")], *ODD)
+    assert (
+        log.read_text().splitlines()[1] == "resolvectl [--] [domain] [eth0] [--help] [-i] [b.test]"
+    )
+
+    log.unlink()
+    fake(tmp_path / "rc", "resolvconf", log)
+    r = Resolver(path=str(tmp_path / "rc"))
+    await r.propose("eth0", [A("198.18.0.1")], *ODD)
+    calls = log.read_text().splitlines()
+    assert calls[0] == "resolvconf [-a] [eth0.dhcpleased]"
+    assert calls[2] == "search --help -i b.test"
+
+    r = Resolver(resolv_conf=str(conf), mode="file")
+    await r.propose("eth0", [A("198.18.0.1")], *ODD)
+    assert "search --help -i b.test" in lines(conf)
 
 
 def test_detect_mode(tmp_path: Path) -> None:

@@ -188,6 +188,10 @@ def test_parent_rules_follow_the_dns_mode() -> None:
                    if p != sandbox.defs.LEASE_DIR)  # fmt: skip
     file_ = dict(sandbox.parent_rules("/etc/dhcpleased.conf", "file", "/etc/resolv.conf"))
     assert file_["/etc"] == sandbox.RESOLV_DIR_RIGHTS
+    # odd objects are moved aside in the lease directory only
+    assert file_[sandbox.defs.LEASE_DIR] == sandbox.LEASE_DIR_RIGHTS
+    odd = landlock.MAKE_DIR | landlock.REMOVE_DIR | landlock.MAKE_FIFO | landlock.MAKE_CHAR
+    assert sandbox.LEASE_DIR_RIGHTS & odd == odd and not file_["/etc"] & odd
     assert not file_["/etc"] & landlock.EXECUTE
     resolved = dict(sandbox.parent_rules("/etc/dhcpleased.conf", "resolved"))
     assert resolved["/"] == landlock.READ | landlock.EXECUTE

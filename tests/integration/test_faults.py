@@ -10,6 +10,7 @@ generous time limits; nothing sleeps longer than the protocol timers it is waiti
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import time
@@ -85,7 +86,20 @@ def address_monitor(lab: Lab) -> Iterator[Path]:
     out = lab.tmp / f"monitor-{time.monotonic_ns()}.txt"
     with open(out, "wb") as f:
         p = lab.spawn_in(lab.cli_ns, [IP, "-o", "monitor", "address"], stdout=f)
-    time.sleep(0.2)  # let ip subscribe before the events we watch for
+    # ip has subscribed once it reports an address of our own making: add one (on lo, left
+    # there) until it does, since one added before the subscription goes unreported
+    base = f"127.{secrets.randbelow(250) + 1}.{secrets.randbelow(256)}"
+    markers: list[str] = []
+
+    def subscribed() -> bool:
+        if any(m in out.read_text() for m in markers):
+            return True
+        markers.append(f"{base}.{len(markers) + 1}/32")
+        argv = [IP, "-n", lab.cli_ns, "addr", "add", markers[-1], "dev", "lo"]
+        subprocess.run(argv, check=True, timeout=30)
+        return False
+
+    lab.wait_for(subscribed, LIMIT, what="ip monitor subscribed")
     try:
         yield out
     finally:

@@ -143,22 +143,6 @@ def _check_classless(lab: Lab, gw: str) -> None:
     assert not any(r.get("gateway") == str(lab.server_ip) for r in lab.routes())
 
 
-def test_renewal_at_t1_keeps_address() -> None:
-    """T1 of 3 s: the daemon renews and keeps the same address."""
-    with Lab(t1=3, t2=6) as lab:
-        daemon = lab.start_daemon("-d", "-v", lab.ifname)
-        addr = wait_leased(lab, daemon)
-
-        def renewed() -> bool:
-            log = lab.dnsmasq_log_text()
-            return log.count(f"DHCPACK(dls0) {addr.ip}") >= 2
-
-        lab.wait_for(renewed, 10)
-        assert leased(lab) == addr
-        assert "Renewing -> Bound" in daemon_log(lab)
-        assert daemon.poll() is None
-
-
 def test_nak_restarts_discovery() -> None:
     """A remembered address on another subnet is NAKed; the daemon discovers a new one."""
     with Lab() as lab:

@@ -15,7 +15,9 @@ Control keys (all optional): ``mode`` ("serve" or "silent"), ``address``, ``mask
 ``lease``, ``t1``, ``t2`` (None leaves the option out), ``routers``, ``dns``,
 ``v6only`` (option 108), ``extra`` ([[code, hex], ...] appended as raw options),
 ``nak_requests`` (NAK that many REQUESTs), ``garbage_first`` (send the malformed
-catalogue with the client's own xid before every real answer).
+catalogue with the client's own xid before every real answer), ``broken_naks`` (before
+every answer to a REQUEST, NAKs with the client's xid that each break one header check,
+:data:`BROKEN_NAKS`: a client that took one would start over with a DISCOVER).
 """
 
 from __future__ import annotations
@@ -271,6 +273,15 @@ def malformed(good: bytes, *, evil_ip: str) -> Iterator[tuple[str, bytes]]:
     yield "option 121 truncated", options(good_opts[:-1] + _opt(121, b"\x18\x0a\x00") + b"\xff")
 
 
+# The malformed() variants whose flaw is in the headers (not an option): on a NAK, each is
+# a NAK the client would act on but for that one flaw.
+BROKEN_NAKS = (
+    "wrong xid", "wrong cookie", "bad IP checksum", "bad UDP checksum", "not a BOOTREPLY",
+    "lying IP length", "lying UDP length", "short UDP length", "IP header length 3",
+    "IP fragment", "truncated BOOTP", "truncated Ethernet",
+)  # fmt: skip
+
+
 def _fixed(frame: bytes) -> bytes:
     f = bytearray(frame)
     _set_ip_len(f, len(f) - 14)
@@ -397,6 +408,14 @@ class Server:
             )  # fmt: skip
             for _name, bad in malformed(good, evil_ip=evil):
                 _send(self.sock, bad)
+        if conf.get("broken_naks") and kind != "offer":
+            nak = reply(
+                kind="nak", xid=bootp.xid, chaddr=chaddr, server_mac=self.mac,
+                server_ip=self.server_ip, address=conf["address"], conf=conf,
+            )  # fmt: skip
+            for name, bad in malformed(nak, evil_ip="0.0.0.0"):
+                if name in BROKEN_NAKS:
+                    _send(self.sock, bad)
         _send(self.sock, frame)
         return kind
 

@@ -138,6 +138,19 @@ async def test_link_down_withdraws_dns_and_remove_deconfigures(rig: Rig) -> None
     assert ImsgType.DECONFIGURE_INTERFACE in seen
 
 
+async def test_network_garbage_is_dropped(rig: Rig) -> None:
+    ci = await bind(rig)
+    await rig.main.expect(ImsgType.PROPOSE_RDNS)
+    good = reply(0, defs.DHCPNAK)
+    for raw in (b"", b"\xff" * 40, good[:50], good[:-200], bytes(1500)):
+        dhcp(rig.fe, raw)
+    await rig.main.quiet()
+    await rig.fe.quiet()
+    assert not rig.task.done()
+    assert rig.engine.ifaces[IFINDEX].machine.state.value == "Bound"
+    assert ci.addr == rig.engine.ifaces[IFINDEX].machine.requested_ip
+
+
 async def test_client_id_length_mismatch_drops_reply(rig: Rig) -> None:
     update_if(rig.main)
     disc = imsg.ReqDhcp.unpack((await rig.fe.expect(ImsgType.SEND_DISCOVER)).data)

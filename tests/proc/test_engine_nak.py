@@ -8,6 +8,7 @@ and the correct NAK sent after them must still act (proof that the state was lis
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Awaitable, Callable
 
 import pytest
@@ -15,8 +16,9 @@ import pytest
 from dhcpleased import defs, imsg
 from dhcpleased.imsg import ImsgType
 from tests.proc import test_engine as base
-from tests.proc.test_engine import Rig, bind, dhcp, update_if
+from tests.proc.test_engine import Rig, dhcp, update_if
 from tests.unit import frames
+from tests.unit.frames import ACK_OPTIONS
 
 rig = base.rig  # the engine against a fake parent and frontend
 
@@ -59,13 +61,19 @@ async def rebooting(r: Rig) -> int:
 
 
 async def renewing(r: Rig) -> int:
-    await bind(r)
-    await r.main.expect(ImsgType.PROPOSE_RDNS)
-    iface = r.engine.ifaces[base.IFINDEX]
-    r.engine.timeout(iface)  # T1 now (an early call counts as the timer firing)
+    """Bound with T1 = 1 s, then the renewal the engine's own timer sends."""
+    update_if(r.main)
+    disc = imsg.ReqDhcp.unpack((await r.fe.expect(ImsgType.SEND_DISCOVER)).data)
+    dhcp(r.fe, base.reply(disc.xid, defs.DHCPOFFER))
     req = imsg.ReqDhcp.unpack((await r.fe.expect(ImsgType.SEND_REQUEST)).data)
-    assert req.dhcp_server == frames.SERVER  # unicast: a renewal
-    return req.xid
+    times = {51: 60, 58: 1, 59: 50}
+    opts = tuple((c, struct.pack("!I", times[c]) if c in times else v) for c, v in ACK_OPTIONS)
+    dhcp(r.fe, frames.frame(frames.bootp(opts, xid=req.xid)))
+    await r.main.expect(ImsgType.CONFIGURE_INTERFACE)
+    await r.main.expect(ImsgType.PROPOSE_RDNS)
+    renew = imsg.ReqDhcp.unpack((await r.fe.expect(ImsgType.SEND_REQUEST, 5)).data)
+    assert renew.dhcp_server == frames.SERVER  # unicast: a renewal
+    return renew.xid
 
 
 # state -> (how to get there, what the correct NAK makes the engine tell the parent)

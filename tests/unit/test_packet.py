@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dhcpleased import defs
+from dhcpleased import defs, packet
 from dhcpleased.packet import (
     DhcpMessage,
     Rejection,
@@ -518,6 +518,7 @@ def test_domain_search_step_budget(pointers: int) -> None:
     opts = [(119, data[i : i + 255]) for i in range(0, len(data), 255)]
     found = ok(F.frame(F.bootp(opts, pad_to=0))).domain_search
     assert found == ("a",) * max(0, (SEARCH_STEP_BUDGET - 128 - 129 * pointers) // 2)
+    assert packet._MAX_SEARCH_STEPS == SEARCH_STEP_BUDGET  # and the name says so
 
 
 # --- checksum -------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ hands out 6 s leases, option 108, NAKs on demand, falls silent, and lies.  Three
            the file is re-read whenever it changes (write it atomically, see
            :func:`write_control`), which also resets the ``nak_requests`` counter.  Every
            received client message is appended to the ``--log`` file as one JSON line.
+           With ``--sniff`` it only logs (a sniffer beside dnsmasq).
 ``flood``  send N forged replies (offer/ack/nak) with random xids to one MAC, then exit.
 ``garbage`` send the catalogue of malformed replies (:func:`malformed`) for one xid, then exit.
 
@@ -14,7 +15,9 @@ Control keys (all optional): ``mode`` ("serve" or "silent"), ``address``, ``mask
 ``lease``, ``t1``, ``t2`` (None leaves the option out), ``routers``, ``dns``,
 ``v6only`` (option 108), ``extra`` ([[code, hex], ...] appended as raw options),
 ``nak_requests`` (NAK that many REQUESTs), ``garbage_first`` (send the malformed
-catalogue with the client's own xid before every real answer).
+catalogue with the client's own xid before every real answer), ``broken_naks`` (before
+every answer to a REQUEST, NAKs with the client's xid that each break one header check,
+:data:`BROKEN_NAKS`: a client that took one would start over with a DISCOVER).
 """
 
 from __future__ import annotations
@@ -54,7 +57,9 @@ EVIL_LAST_OCTET = 66
 class HostileServer:
     """Test-side handle: start ``serve`` in the lab's server netns, steer it, read its log."""
 
-    def __init__(self, lab: Lab, name: str = "hostile", **conf: Any) -> None:
+    def __init__(self, lab: Lab, name: str = "hostile", *, sniff: bool = False, **conf: Any):
+        """``sniff``: only log what clients send (next to another server, dnsmasq): no
+        answer, no UDP socket on :67 that could take that server's unicast renewals."""
         self.lab = lab
         self.control = lab.tmp / f"{name}.json"
         self.log = lab.tmp / f"{name}.log"
@@ -67,12 +72,14 @@ class HostileServer:
             "dns": list(lab.dns),
         }
         self.conf.update(conf)
+        if sniff:
+            self.conf["mode"] = "silent"
         write_control(self.control, **self.conf)
         argv = [
             sys.executable, "-m", "tests.integration.hostile", "serve",
             "--iface", lab.srv_ifname, "--server-ip", str(lab.server_ip),
             "--control", str(self.control), "--log", str(self.log),
-        ]  # fmt: skip
+        ] + (["--sniff"] if sniff else [])  # fmt: skip
         err = open(lab.tmp / f"{name}.stderr", "ab")  # noqa: SIM115 - child's stderr
         self.proc = lab.spawn_in(lab.srv_ns, argv, stdout=err, stderr=err, cwd=str(REPO))
         err.close()
@@ -80,7 +87,8 @@ class HostileServer:
         def ready() -> bool:
             if self.proc.poll() is not None:
                 raise RuntimeError((lab.tmp / f"{name}.stderr").read_text())
-            return _udp_port_open(self.proc.pid, 67)
+            # the log is opened once the packet socket is bound
+            return self.log.exists() if sniff else _udp_port_open(self.proc.pid, 67)
 
         lab.wait_for(ready, 30, what="hostile server listening")
 
@@ -264,6 +272,15 @@ def malformed(good: bytes, *, evil_ip: str) -> Iterator[tuple[str, bytes]]:
     yield "option 121 truncated", options(good_opts[:-1] + _opt(121, b"\x18\x0a\x00") + b"\xff")
 
 
+# The malformed() variants whose flaw is in the headers (not an option): on a NAK, each is
+# a NAK the client would act on but for that one flaw.
+BROKEN_NAKS = (
+    "wrong xid", "wrong cookie", "bad IP checksum", "bad UDP checksum", "not a BOOTREPLY",
+    "lying IP length", "lying UDP length", "short UDP length", "IP header length 3",
+    "IP fragment", "truncated BOOTP", "truncated Ethernet",
+)  # fmt: skip
+
+
 def _fixed(frame: bytes) -> bytes:
     f = bytearray(frame)
     _set_ip_len(f, len(f) - 14)
@@ -309,9 +326,11 @@ class Server:
         self.conf: dict[str, Any] = {}
         self.naks_left = 0
         # bound to :67 so that unicast renewals do not draw ICMP port unreachables
-        self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.udp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.udp.bind(("0.0.0.0", 67))
+        self.udp: socket.socket | None = None
+        if not args.sniff:
+            self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            self.udp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self.udp.bind(("0.0.0.0", 67))
 
     def reload(self) -> None:
         try:
@@ -326,8 +345,8 @@ class Server:
 
     def run(self) -> None:
         while True:
-            ready, _, _ = select.select([self.sock, self.udp], [], [])
-            if self.udp in ready:
+            ready, _, _ = select.select([s for s in (self.sock, self.udp) if s], [], [])
+            if self.udp is not None and self.udp in ready:
                 self.udp.recv(2048)
             if self.sock in ready:
                 try:
@@ -388,6 +407,14 @@ class Server:
             )  # fmt: skip
             for _name, bad in malformed(good, evil_ip=evil):
                 _send(self.sock, bad)
+        if conf.get("broken_naks") and kind != "offer":
+            nak = reply(
+                kind="nak", xid=bootp.xid, chaddr=chaddr, server_mac=self.mac,
+                server_ip=self.server_ip, address=conf["address"], conf=conf,
+            )  # fmt: skip
+            for name, bad in malformed(nak, evil_ip="0.0.0.0"):
+                if name in BROKEN_NAKS:
+                    _send(self.sock, bad)
         _send(self.sock, frame)
         return kind
 
@@ -471,6 +498,7 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--server-ip", required=True)
     s.add_argument("--control", required=True)
     s.add_argument("--log", required=True)
+    s.add_argument("--sniff", action="store_true", help="log only: no answers, no UDP :67")
     for name in ("flood", "garbage"):
         f = sub.add_parser(name)
         f.add_argument("--iface", required=True)

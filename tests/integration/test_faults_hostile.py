@@ -170,3 +170,38 @@ def test_non_unicast_gateways_and_nameservers_do_not_end_the_daemon() -> None:
         assert "ignoring routes via non-unicast gateways" in log
         assert "ignoring non-unicast nameservers" in log
         assert daemon.poll() is None
+
+
+def test_broken_naks_where_a_nak_would_act() -> None:
+    """Before every ACK the server sends NAKs with the client's own xid that each break
+    one header check (wrong xid, checksums, lengths, cookie, op, fragment...). In
+    Requesting, Renewing and Rebooting a NAK taken would restart discovery (and drop the
+    address): the server must see no second DISCOVER, ``ip monitor`` no deletion. Then a
+    correct NAK among them still acts, so the client was listening."""
+    with Lab(start_dnsmasq=False) as lab:
+        h = HostileServer(lab, lease=60, t1=2, t2=50, broken_naks=True)
+        with address_monitor(lab) as mon:
+            daemon = lab.start_daemon("-d", "-v", lab.ifname)  # Requesting
+            wait_addr(lab, daemon, h.address)
+            n = len(h.messages())
+            wait_msg(h, lambda m: m["type"] == "request", "renewal", n)  # Renewing
+            renewed = len(h.messages())
+            wait_msg(h, lambda m: m["type"] == "request", "second renewal", renewed)
+            lab.wait_for(lambda: f"ip: {h.address}" in lab.lease_file().read_text(), LIMIT)
+            daemon.send_signal(signal.SIGTERM)
+            assert daemon.wait(LIMIT) == 0
+            n = len(h.messages())
+            daemon = lab.start_daemon("-d", "-v", lab.ifname, log="second.log")  # Rebooting
+            reboot = wait_msg(h, lambda m: m["type"] == "request", "INIT-REBOOT", n)
+            assert reboot["requested"] == h.address and reboot["ciaddr"] == "0.0.0.0"
+            n = len(h.messages())
+            wait_msg(h, lambda m: m["type"] == "request", "renewal after reboot", n)
+            assert [m["answer"] for m in h.messages()] == ["offer"] + ["ack"] * (
+                len(h.messages()) - 1
+            )
+            assert len(h.messages("discover")) == 1
+            assert deletions(mon) == [] and has_addr(lab, h.address)
+        n = len(h.messages())
+        h.set(nak_requests=1)  # a correct NAK after the broken ones: the client acts
+        wait_msg(h, lambda m: m["type"] == "discover", "DISCOVER after the real NAK", n)
+        assert daemon.poll() is None

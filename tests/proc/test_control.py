@@ -237,9 +237,8 @@ async def test_a_broken_frame_closes_that_client_only(rig: Rig, frame: bytes) ->
     good.close()
 
 
+@pytest.mark.root  # chown to root
 def test_create_socket_is_0660_root_and_replaces_only_a_stale_socket(sockdir: Path) -> None:
-    if os.geteuid() != 0:
-        pytest.skip("chown to root needs root")
     path = str(sockdir / "d.sock")
     old = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     old.bind(path)
@@ -258,9 +257,8 @@ def test_create_socket_is_0660_root_and_replaces_only_a_stale_socket(sockdir: Pa
     assert other.read_text() == "not a socket"
 
 
+@pytest.mark.root  # running a client as another user
 async def test_non_root_peer_is_refused_whatever_the_mode(rig: Rig) -> None:
-    if os.geteuid() != 0:
-        pytest.skip("running a client as another user needs root")  # CI runs as root
     try:
         user = pwd.getpwnam("_dhcp")
     except KeyError:

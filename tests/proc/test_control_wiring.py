@@ -31,7 +31,7 @@ from tests.proc.peer import Peer, pair
 from tests.proc.test_control import Client, engine_info
 
 # The frontend's control socket serves root only (SO_PEERCRED); CI runs these as root.
-ROOT_CLIENT = pytest.mark.skipif(os.geteuid() != 0, reason="the control socket serves root only")
+ROOT_CLIENT = pytest.mark.root  # the control socket serves root only
 ZERO = IPv4Address(0)
 
 

@@ -54,7 +54,7 @@ async def fe_rig() -> AsyncIterator[FeRig]:
     main_a, main_b = pair()
     eng_a, eng_b = pair()
     nl_test, nl_fe = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
-    fe = Frontend(main_b, "testhost")
+    fe = Frontend(main_b, b"testhost")
     task = asyncio.get_running_loop().create_task(fe.run())
     mainp = Peer(main_a)
     mainp.send(ImsgType.SOCKET_IPC, fd=eng_b.detach())
@@ -199,7 +199,9 @@ async def parent() -> AsyncIterator[tuple[main.Main, Peer, Peer]]:
         chans.append(ch)
         m.children[role] = SimpleNamespace(channel=ch)  # type: ignore[assignment]
         peers.append(Peer(theirs))
+    worker = asyncio.get_running_loop().create_task(m.worker())  # reloads finish there
     yield m, peers[0], peers[1]
+    worker.cancel()
     for ch in chans:
         ch.close()
     for p in peers:

@@ -835,8 +835,9 @@ def parent_main(opts: Options) -> int:
     try:
         conf = load()
     except parse.ConfigError as e:
-        for line in e.errors:
-            sys.stderr.write(f"{line}\n")
+        from dhcpleased.printconf import write_errors  # noqa: PLC0415 - parent only
+
+        write_errors(e.errors)
         return 1
     if os.geteuid() != 0:
         return err("need root privileges")

@@ -59,16 +59,16 @@ def deconfigured(lab: Lab, h: HostileServer) -> bool:
 class Daemon:
     """The daemon under test and the children it started with (which must never change)."""
 
-    def __init__(self, lab: Lab, proc: subprocess.Popen[bytes]) -> None:
-        self.lab, self.proc = lab, proc
+    def __init__(self, lab: Lab, proc: subprocess.Popen[bytes], log: str = "dhcpleased.log"):
+        self.lab, self.proc, self.log = lab, proc, log
         self.lab.wait_for(lambda: len(children(proc.pid)) == 2, LIMIT, what="two children")
         self.kids = children(proc.pid)
 
     def check(self) -> None:
         if self.proc.poll() is not None or not all(alive(k) for k in self.kids):
-            raise AssertionError(f"daemon or a child died:\n{daemon_log(self.lab)}")
+            raise AssertionError(f"daemon or a child died:\n{daemon_log(self.lab, self.log)}")
         assert children(self.proc.pid) == self.kids
-        assert "fatal" not in daemon_log(self.lab)
+        assert "fatal" not in daemon_log(self.lab, self.log)
 
     def wait(self, pred: object, what: str) -> None:
         def ok() -> bool:

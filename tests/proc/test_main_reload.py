@@ -21,7 +21,8 @@ import pytest
 from dhcpleased import defs, imsg, main
 from dhcpleased.imsg import HEADER, MAX_IMSGSIZE, Header, ImsgType
 from dhcpleased.ipc import Channel, Imsg
-from dhcpleased.parse import Config, ConfigError, IfaceConf
+from dhcpleased.parse import Config, ConfigError, IfaceConf, load_config
+from tests.odd_values import CASES, EXPECTED, Refused, config, iface_name
 from tests.proc.peer import Peer, pair
 from tests.proc.test_main import (
     ADDR,
@@ -280,3 +281,28 @@ async def test_a_config_of_thousands_of_interfaces_is_paced_not_fatal(rig: Rig) 
     assert alive(rig) and not ch.closed
     ch.close()
     slow.close()
+
+
+@pytest.mark.parametrize(("slot", "name"), CASES, ids=[f"{s}-{n}" for s, n in CASES])
+async def test_odd_value_through_a_real_reload(
+    rig: Rig, tmp_path: Path, slot: str, name: str
+) -> None:
+    """Each odd value, in a real file read by the parser, through Main.reload: the config
+    goes out whole, or the client gets the parser's message and nothing goes out."""
+    path = tmp_path / "dhcpleased.conf"
+    text, lines = config(slot, [name])
+    path.write_bytes(text)
+    rig.m.load_config = lambda: load_config(str(path), default=False, regular=True)
+    send(rig, "frontend", ImsgType.CTL_RELOAD, peerid=7)
+    expected = EXPECTED[slot][name]
+    if isinstance(expected, Refused):
+        msg = await rig.fe.expect(ImsgType.CTL_RELOAD_RESULT)
+        (line,) = lines
+        want = main.printable(f"{path}:{line}: {expected.message}")
+        assert imsg.ReloadResult.unpack(msg.data) == imsg.ReloadResult(False, want)
+        await rig.engine.quiet(0.05)
+    else:
+        assert await reconf(rig.fe) == await reconf(rig.engine) == [iface_name(slot, 1, name)]
+        msg = await rig.fe.expect(ImsgType.CTL_RELOAD_RESULT)
+        assert imsg.ReloadResult.unpack(msg.data).ok
+    assert alive(rig) and rig.notes.sent == ["RELOADING", "READY"]

@@ -678,9 +678,10 @@ def load_config(path: str, *, default: bool, regular: bool = False) -> Config:
     """
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | (os.O_NONBLOCK if regular else 0))
+        if regular and not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise ConfigError([f"{path}: not a regular file"])
         with open(fd, "rb") as f:
-            if regular and not stat.S_ISREG(os.fstat(fd).st_mode):
-                raise ConfigError([f"{path}: not a regular file"])
             data = f.read()
     except FileNotFoundError as e:
         if default:

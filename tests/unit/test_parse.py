@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from ipaddress import IPv4Address
 from pathlib import Path
@@ -548,6 +549,19 @@ def test_load_config_files(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(str(bad), default=True)
     assert info.value.errors == [f"{bad}:2: Invalid server IP x"]
+
+
+def test_daemon_reads_only_a_regular_file_and_never_blocks(tmp_path: Path) -> None:
+    """A FIFO left at the config path must not hang the parent on SIGHUP."""
+    fifo = tmp_path / "fifo.conf"
+    os.mkfifo(fifo)
+    for path in (fifo, tmp_path):
+        with pytest.raises(ConfigError) as info:
+            load_config(str(path), default=True, regular=True)
+        assert info.value.errors == [f"{path}: not a regular file"]
+    good = tmp_path / "good.conf"
+    good.write_text("interface em0 { ignore dns }\n")
+    assert load_config(str(good), default=False, regular=True).ifaces[0].ignore_dns
 
 
 def test_undecodable_bytes_survive(tmp_path: Path) -> None:

@@ -24,10 +24,10 @@ from dhcpleased import defs, imsg, main
 from dhcpleased.engine import Engine
 from dhcpleased.frontend import Frontend
 from dhcpleased.imsg import ImsgType
-from dhcpleased.ipc import Channel, Imsg
+from dhcpleased.ipc import Imsg
 from dhcpleased.parse import Config
 from tests.proc import test_engine
-from tests.proc.peer import Peer, pair
+from tests.proc.peer import Peer, fake_children, pair
 from tests.proc.test_control import Client, engine_info
 
 # The frontend's control socket serves root only (SO_PEERCRED); CI runs these as root.
@@ -190,15 +190,7 @@ async def parent() -> AsyncIterator[tuple[main.Main, Peer, Peer]]:
         open_udpsock=lambda n, a: socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM),
         open_routesock=lambda: socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM),
     )
-    peers = []
-    chans = []
-    for role in ("frontend", "engine"):
-        ours, theirs = pair()
-        ch = Channel(ours, lambda _m: None, lambda _r: None, name=role)
-        ch.start()
-        chans.append(ch)
-        m.children[role] = SimpleNamespace(channel=ch)  # type: ignore[assignment]
-        peers.append(Peer(theirs))
+    peers, chans = fake_children(m.children)
     worker = asyncio.get_running_loop().create_task(m.worker())  # reloads finish there
     yield m, peers[0], peers[1]
     worker.cancel()

@@ -23,7 +23,8 @@ from dhcpleased.imsg import HEADER, MAX_IMSGSIZE, Header, ImsgType
 from dhcpleased.ipc import Channel, Imsg
 from dhcpleased.parse import Config, ConfigError, IfaceConf, load_config
 from tests.odd_values import CASES, EXPECTED, Refused, config, iface_name
-from tests.proc.peer import Peer, pair
+from tests.proc import test_main
+from tests.proc.peer import Peer, fake_children, pair
 from tests.proc.test_main import (
     ADDR,
     IFINDEX,
@@ -57,12 +58,7 @@ class Notes:
 
 
 @dataclass
-class Rig:
-    m: main.Main
-    kroute: FakeKRoute
-    resolver: FakeResolver
-    fe: Peer
-    engine: Peer
+class Rig(test_main.Rig):
     notes: Notes
     conf: list[Config | BaseException]  # what the next reload reads (last one stays)
 
@@ -90,16 +86,9 @@ async def rig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[
         open_routesock=lambda: socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM),
     )
     m.notifier = notes  # type: ignore[assignment]
-    chans, peers = [], []
-    for role in ("frontend", "engine"):
-        ours, theirs = pair()
-        ch = Channel(ours, lambda _m: None, lambda _r: None, name=role)
-        ch.start()
-        chans.append(ch)
-        m.children[role] = SimpleNamespace(channel=ch)  # type: ignore[assignment]
-        peers.append(Peer(theirs))
+    peers, chans = fake_children(m.children)
     worker = asyncio.get_running_loop().create_task(m.worker())
-    yield Rig(m, kroute, resolver, peers[0], peers[1], notes, conf)
+    yield Rig(m, kroute, resolver, peers[0], peers[1], worker, notes, conf)
     worker.cancel()
     for ch in chans:
         ch.close()

@@ -56,7 +56,7 @@ class Frontend(ChildProcess):
     role = "frontend"
     sibling = "engine"
 
-    def __init__(self, parent_sock: socket.socket, hostname: bytes) -> None:
+    def __init__(self, parent_sock: socket.socket, hostname: str) -> None:
         super().__init__()
         self.hostname = hostname
         self.main = Channel(parent_sock, self.dispatch_main, self.lost_main, name="main")
@@ -357,8 +357,8 @@ class Frontend(ChildProcess):
         if iface is None:
             return
         conf = self.conf.get(iface.name) or FrontendConf(iface.name)
-        if conf.h_name is None:
-            host_name: bytes | None = self.hostname or None
+        if conf.h_name is None:  # the host name's bytes, UTF-8 or not
+            host_name: bytes | None = os.fsencode(self.hostname) or None
         else:
             host_name = conf.h_name or None
         r = packet.Request(
@@ -424,7 +424,7 @@ class Frontend(ChildProcess):
 
 def frontend_main(debug: bool, verbose: int) -> int:
     """Entry point of ``dhcpleased -F``."""
-    hostname = os.fsencode(socket.gethostname()).split(b".", 1)[0]
+    hostname = socket.gethostname().split(".", 1)[0]
 
     async def serve(parent_sock: socket.socket) -> int:
         return await Frontend(parent_sock, hostname).run()

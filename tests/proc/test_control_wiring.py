@@ -54,7 +54,7 @@ async def fe_rig() -> AsyncIterator[FeRig]:
     main_a, main_b = pair()
     eng_a, eng_b = pair()
     nl_test, nl_fe = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
-    fe = Frontend(main_b, b"testhost")
+    fe = Frontend(main_b, "testhost")
     task = asyncio.get_running_loop().create_task(fe.run())
     mainp = Peer(main_a)
     mainp.send(ImsgType.SOCKET_IPC, fd=eng_b.detach())

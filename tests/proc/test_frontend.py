@@ -60,7 +60,7 @@ async def rig() -> AsyncIterator[Rig]:
     main_a, main_b = pair()
     eng_a, eng_b = pair()
     nl_test, nl_fe = dgram_pair()
-    fe = Frontend(main_b, b"testhost")
+    fe = Frontend(main_b, "testhost")
     task = asyncio.get_running_loop().create_task(fe.run())
     main = Peer(main_a)
     main.send(ImsgType.SOCKET_IPC, fd=eng_b.detach())

@@ -23,7 +23,9 @@ up to ``maxwait`` seconds (default 10) until the interface is Bound; ``-l`` only
 * ``-m``: state changes as JSON lines until interrupted; ``-p``: each daemon process's
   uid, capabilities and sandbox as that process reads them of itself.
 * ``log verbose|brief`` and ``reload`` come from the original's 2021 command syntax. A
-  word that is a command wins over an interface of the same name.
+  word that is a command wins over an interface of the same name. ``reload`` waits for
+  the daemon's verdict: a configuration it refused prints the parser's
+  ``file:line: message`` lines and exits 1 (the daemon keeps the configuration it had).
 
 This tool imports only the daemon's ``imsg`` and ``defs`` (no lark, pyroute2, scapy) and
 talks plain blocking SEQPACKET: one send is one message, one recv is one answer.
@@ -274,10 +276,15 @@ def command(o: Options) -> int:
     client = Client(o.socket)
     if o.args[0] == "log":
         client.send(ImsgType.CTL_LOG_VERBOSE, imsg.Verbose(1 if o.args[1] == "verbose" else 0))
-    else:
-        client.send(ImsgType.CTL_RELOAD)
-    client.expect(ImsgType.CTL_END)  # acknowledged: the daemon took the connection
-    return 0
+        client.expect(ImsgType.CTL_END)  # acknowledged: the daemon took the connection
+        return 0
+    client.send(ImsgType.CTL_RELOAD)
+    _, data = client.expect(ImsgType.CTL_RELOAD_RESULT)
+    result: imsg.ReloadResult = decode(imsg.ReloadResult, data)
+    if result.ok:
+        return 0
+    sys.stderr.write("".join(line + "\n" for line in result.message.split("\n") if line))
+    raise CtlError("reload failed, the running configuration is unchanged")
 
 
 def main(argv: list[str] | None = None) -> int:

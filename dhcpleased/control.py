@@ -26,7 +26,8 @@ The client protocol (every answer carries the request's peerid, which clients ig
 * CTL_SEND_REQUEST (IfIndex): no answer; REQUEST_REBOOT to the engine, or MANAGE_IF to
   the parent for an interface that is not managed yet (the original sets AUTOCONF4).
 * CTL_LOG_VERBOSE (Verbose): forwarded to the parent and the engine; CTL_END.
-* CTL_RELOAD (Empty): forwarded to the parent; CTL_END.
+* CTL_RELOAD (Empty): forwarded to the parent, which reloads and answers
+  CTL_RELOAD_RESULT (ReloadResult: ok, and the parser's messages when not), relayed.
 * CTL_MONITOR (Empty): CTL_MONITOR (Empty) as an acknowledgement, then one
   CTL_MONITOR_EVENT (MonitorEvent) per state change until the client hangs up. The
   first subscriber also forwards CTL_MONITOR to the engine, which sends state changes
@@ -35,8 +36,9 @@ The client protocol (every answer carries the request's peerid, which clients ig
 * CTL_PROCINFO (Empty): one CTL_PROCINFO (ProcInfo) each for the frontend, the parent
   and the engine, in the order they arrive, then CTL_END.
 
-The CTL_END acknowledgements of CTL_LOG_VERBOSE and CTL_RELOAD are additions: they let
-dhcpleasectl tell a refused connection from an accepted command.
+The CTL_END acknowledgement of CTL_LOG_VERBOSE and CTL_RELOAD_RESULT are additions: they
+let dhcpleasectl tell a refused connection from an accepted command, and a failed reload
+from one that took.
 """
 
 from __future__ import annotations
@@ -290,8 +292,13 @@ class Control:
             self.to_engine(t, data, 0)
             self.reply(cid, ImsgType.CTL_END)
         elif t is ImsgType.CTL_RELOAD:
-            self.to_main(t, b"", 0)
-            self.reply(cid, ImsgType.CTL_END)
+            if client.inflight >= MAX_INFLIGHT:
+                log.debug("control: client %d: too many requests, ignored", cid)
+            elif self.to_main(t, b"", cid):
+                client.inflight += 1
+            else:
+                busy = imsg.ReloadResult(False, "dhcpleased is busy: reload not attempted")
+                self.reply(cid, ImsgType.CTL_RELOAD_RESULT, busy.pack())
         elif t is ImsgType.CTL_MONITOR:
             if not client.monitor:
                 if not self.monitoring:  # the engine sends state changes from now on
@@ -318,8 +325,9 @@ class Control:
         if client is not None:
             client.channel.compose(t, data, peerid=cid)
 
-    def engine_reply(self, cid: int, t: ImsgType, data: bytes) -> None:
-        """The engine's answer to CTL_SHOW_INTERFACE_INFO (checked by the frontend)."""
+    def sibling_reply(self, cid: int, t: ImsgType, data: bytes) -> None:
+        """A sibling's answer to a counted request (checked by the frontend): the engine's
+        CTL_SHOW_INTERFACE_INFO, the parent's CTL_RELOAD_RESULT."""
         client = self.clients.get(cid)
         if client is None:
             return

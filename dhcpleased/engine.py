@@ -155,7 +155,10 @@ class Engine(ChildProcess):
                 raise ImsgError("RECONF_END without RECONF_CONF")
             self.conf, self.nconf, self.cur = self.nconf, None, None
             now = self.clock.now()
-            for iface in self.ifaces.values():
+            for iface in list(self.ifaces.values()):
+                if iface.name not in self.conf:  # ifconfig -autoconf4: undo what we did
+                    self.remove_iface(iface, now)
+                    continue
                 self.apply(
                     iface,
                     iface.machine.reconfigure(self.iface_conf(iface).fsm_config(), now),
@@ -200,6 +203,12 @@ class Engine(ChildProcess):
             reason = "link up" if iface.up else "link down"
             self.apply(iface, iface.machine.link_update(iface.up, remembered, now), reason)
 
+    def remove_iface(self, iface: EngineIface, now: float) -> None:
+        """Forget an interface: withdraw DNS, deconfigure, stop its timer."""
+        del self.ifaces[iface.if_index]
+        self.apply(iface, iface.machine.remove(now), "removed")
+        self.rearm()
+
     # --- from the frontend --------------------------------------------------------------------
     def dispatch_frontend(self, msg: Imsg) -> None:
         """engine_dispatch_frontend."""
@@ -213,10 +222,9 @@ class Engine(ChildProcess):
         if t is ImsgType.DHCP:
             self.receive(imsg.Dhcp.unpack(msg.data), now)
         elif t is ImsgType.REMOVE_IF:
-            iface = self.ifaces.pop(imsg.IfIndex.unpack(msg.data).if_index, None)
+            iface = self.ifaces.get(imsg.IfIndex.unpack(msg.data).if_index)
             if iface is not None:
-                self.apply(iface, iface.machine.remove(now), "removed")
-                self.rearm()
+                self.remove_iface(iface, now)
         elif t is ImsgType.REQUEST_REBOOT:
             found = self.ifaces.get(imsg.IfIndex.unpack(msg.data).if_index)
             if found is not None:

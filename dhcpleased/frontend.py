@@ -19,6 +19,7 @@ messages, and only when it moves the state machine, which takes the current xid.
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -47,7 +48,7 @@ class FrontendConf:
     prefer_ipv6: bool = False
     vc_id: bytes | None = None
     c_id: bytes | None = None
-    h_name: str | None = None
+    h_name: bytes | None = None  # b"" = send no host name
 
 
 @dataclass
@@ -149,6 +150,10 @@ class Frontend(ChildProcess):
             self.open_control(msg.fd)
         elif t is ImsgType.PROCINFO:
             self.relay_procinfo("main", msg)
+        elif t is ImsgType.CTL_RELOAD_RESULT:
+            imsg.ReloadResult.unpack(msg.data)  # garbage from a sibling is fatal
+            if self.control is not None:
+                self.control.sibling_reply(msg.peerid, t, msg.data)
         elif t is ImsgType.BPFSOCK:
             self.set_bpfsock(imsg.IfIndex.unpack(msg.data).if_index, msg.fd)
         elif t is ImsgType.UDPSOCK:
@@ -210,10 +215,15 @@ class Frontend(ChildProcess):
             cur.c_id = opt.data
 
     def config_changed(self, old: dict[str, FrontendConf]) -> None:
-        """Diff old and new: drop removed interfaces, pick up new ones, re-request changed."""
+        """Diff old and new: drop removed interfaces, pick up new ones, re-request changed.
+
+        The engine drops a removed interface on the same reload by itself (its
+        RECONF_END), in order with the parent's UPDATE_IFs: a REMOVE_IF from here could
+        overtake the UPDATE_IF of the interface coming back and remove that instead.
+        """
         for iface in list(self.ifaces.values()):
             if iface.name not in self.conf:
-                self.remove_iface(iface)
+                self.remove_iface(iface, tell_engine=False)
             elif old.get(iface.name) != self.conf[iface.name]:
                 self.compose_engine(ImsgType.REQUEST_REBOOT, imsg.IfIndex(iface.if_index).pack())
         if self.started:
@@ -308,11 +318,12 @@ class Frontend(ChildProcess):
         )
         self.main.compose(ImsgType.UPDATE_IF, info.pack())
 
-    def remove_iface(self, iface: FrontendIface) -> None:
+    def remove_iface(self, iface: FrontendIface, *, tell_engine: bool = True) -> None:
         log.debug("no longer managing %s", iface.name)
         self.close_sockets(iface)
         del self.ifaces[iface.if_index]
-        self.compose_engine(ImsgType.REMOVE_IF, imsg.IfIndex(iface.if_index).pack())
+        if tell_engine:
+            self.compose_engine(ImsgType.REMOVE_IF, imsg.IfIndex(iface.if_index).pack())
 
     def close_sockets(self, iface: FrontendIface) -> None:
         self.close_bpf(iface)
@@ -395,7 +406,7 @@ class Frontend(ChildProcess):
         elif t in (ImsgType.CTL_SHOW_INTERFACE_INFO, ImsgType.CTL_END):
             imsg.decode(t, msg.data, reply=True)  # garbage from a sibling is fatal
             if self.control is not None:
-                self.control.engine_reply(msg.peerid, t, msg.data)
+                self.control.sibling_reply(msg.peerid, t, msg.data)
         elif t is ImsgType.CTL_MONITOR_EVENT:
             imsg.MonitorEvent.unpack(msg.data)
             if self.control is not None:
@@ -410,8 +421,8 @@ class Frontend(ChildProcess):
         if iface is None:
             return
         conf = self.conf.get(iface.name) or FrontendConf(iface.name)
-        if conf.h_name is None:  # read for each packet, as build_packet does: renames count
-            host_name: str | None = self.hostname() or None
+        if conf.h_name is None:  # read for each packet, as build_packet does; bytes as they are
+            host_name: bytes | None = os.fsencode(self.hostname()) or None
         else:
             host_name = conf.h_name or None
         r = packet.Request(

@@ -93,6 +93,7 @@ class ImsgType(enum.IntEnum):
     CTL_PROCINFO = enum.auto()  # ctl -> fe, fe -> main/engine: query (empty); fe -> ctl: ProcInfo
     PROCINFO = enum.auto()  # main/engine -> fe: own ProcInfo, answering CTL_PROCINFO (peerid kept)
     MANAGE_IF = enum.auto()  # fe -> main: dhcpleasectl asked about an unmanaged interface
+    CTL_RELOAD_RESULT = enum.auto()  # main -> fe -> ctl: how a dhcpleasectl reload went
 
 
 def type_name(t: int) -> str:
@@ -157,6 +158,36 @@ def _text(s: object, size: int, field: str, *, space: bool = True, empty: bool =
         raise ImsgError(f"{field} contains non-printable characters")
     if len(s.encode()) >= size:
         raise ImsgError(f"{field} too long")
+
+
+# isspace() of the kernel's ctype table: C whitespace, and 0xa0 (Latin-1 no-break space)
+_KERNEL_SPACE: Final = frozenset(b" \t\n\v\f\r\xa0")
+
+
+def ifname_problem(name: str) -> str | None:
+    """Why ``name`` cannot be an interface name we carry, or None.
+
+    The kernel's dev_valid_name(): not empty, shorter than IFNAMSIZ, not "." or "..",
+    no "/", ":" or whitespace.  On top of that a name must be printable UTF-8, as every
+    char[] text field here is: one the kernel allows but we cannot carry (a control
+    byte, a byte that is not UTF-8) is refused too.  The config parser and the command
+    line ask this same question, so a name they accept always fits in an imsg.
+    """
+    try:
+        raw = name.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a lone surrogate no file can have produced
+        return "invalid interface name: non-printable character or not UTF-8"
+    if not raw:
+        return "interface name is empty"
+    if len(raw) >= defs.IF_NAMESIZE:
+        return "name too long"
+    if name in (".", ".."):
+        return f"invalid interface name {name}"
+    if any(b in _KERNEL_SPACE or b in b"/:" for b in raw):
+        return "invalid interface name: whitespace, '/' or ':'"
+    if not name.isprintable():
+        return "invalid interface name: non-printable character or not UTF-8"
+    return None
 
 
 def _cstr(raw: bytes, field: str) -> bytes:
@@ -267,6 +298,32 @@ class _Text(_Codec):
 
     def decode(self, items: tuple[Any, ...], field: str) -> Any:
         return _decode(items[0], field)
+
+
+class _IfName(_Text):
+    """char[IF_NAMESIZE]: a name the kernel can have and we can carry (ifname_problem)."""
+
+    def __init__(self) -> None:
+        super().__init__(defs.IF_NAMESIZE)
+
+    def check(self, v: Any, field: str) -> None:
+        if not isinstance(v, str):
+            raise ImsgError(f"{field} is not a string")
+        problem = ifname_problem(v)
+        if problem is not None:
+            raise ImsgError(f"{field}: {problem}")
+
+
+class _Lines(_Text):
+    """Printable lines joined by newlines, in a char[size] (a reload's error messages)."""
+
+    def check(self, v: Any, field: str) -> None:
+        if not isinstance(v, str):
+            raise ImsgError(f"{field} is not a string")
+        if not all(line.isprintable() for line in v.split("\n")):
+            raise ImsgError(f"{field} contains non-printable characters")
+        if len(v.encode()) >= self.size:
+            raise ImsgError(f"{field} too long")
 
 
 class _Lease(_Text):
@@ -425,7 +482,7 @@ _ADDR: Final = _Addr()
 _NETMASK: Final = _Addr(netmask=True)
 _BOOL: Final = _Bool()
 _FLOAT: Final = _Float()
-_IFNAME: Final = _Text(defs.IF_NAMESIZE, space=False, empty=False)
+_IFNAME: Final = _IfName()
 _STATE: Final = _Text(STATE_SIZE, choices=STATE_NAMES)
 _DOMAIN: Final = _Text(DOMAIN_SIZE, space=False)
 _SEARCH: Final = _Names(defs.MAX_SEARCH)
@@ -689,21 +746,27 @@ class OptionBytes(Payload):
 
 @dataclass(frozen=True, slots=True)
 class HostName(Payload):
-    """RECONF_H_NAME: NUL-terminated, 1..256 bytes; "" means send no host name."""
+    """RECONF_H_NAME: the bytes of ``send host name``, NUL-terminated, 1..256 bytes.
 
-    name: str
+    Any byte but NUL, as the original carries it (a config file's host name need not be
+    text, let alone UTF-8); b"" means send no host name.
+    """
+
+    name: bytes
     _CODECS: ClassVar[tuple[tuple[str, _Codec], ...]] = ()
     MIN_SIZE: ClassVar[int] = 1
     MAX_SIZE: ClassVar[int] = defs.MAX_HOSTNAME
 
     def __post_init__(self) -> None:
-        try:
-            _text(self.name, defs.MAX_HOSTNAME, "name", space=False)
-        except ImsgError as e:
-            raise ImsgError(f"HostName: {e}") from None
+        if not isinstance(self.name, bytes):
+            raise ImsgError("HostName: name is not bytes")
+        if 0 in self.name:
+            raise ImsgError("HostName: name contains NUL")
+        if len(self.name) >= defs.MAX_HOSTNAME:
+            raise ImsgError("HostName: name too long")
 
     def pack(self) -> bytes:
-        return self.name.encode() + b"\0"
+        return self.name + b"\0"
 
     @classmethod
     def unpack(cls, data: bytes) -> Self:
@@ -711,7 +774,22 @@ class HostName(Payload):
             raise ImsgError(f"invalid HostName: {len(data)} bytes")
         if data.find(0) != len(data) - 1:
             raise ImsgError("HostName: not NUL-terminated exactly at its end")
-        return cls(_decode(data, "name"))
+        return cls(bytes(data[:-1]))
+
+
+RELOAD_TEXT_SIZE: Final = 4096
+
+
+@_wire
+@dataclass(frozen=True, slots=True)
+class ReloadResult(Payload):
+    """CTL_RELOAD_RESULT: whether a dhcpleasectl reload took, and if not, why.
+
+    ``message`` is the parser's ``file:line: message`` lines (made printable, cut to fit).
+    """
+
+    ok: bool = field(metadata=_m(_BOOL))
+    message: str = field(metadata=_m(_Lines(RELOAD_TEXT_SIZE)))
 
 
 _T = ImsgType
@@ -754,6 +832,7 @@ PAYLOAD: Final[dict[ImsgType, type[Payload]]] = {
     _T.CTL_PROCINFO: Empty,
     _T.PROCINFO: ProcInfo,
     _T.MANAGE_IF: IfIndex,
+    _T.CTL_RELOAD_RESULT: ReloadResult,
 }
 
 # Types whose answer (same type, opposite direction) has another layout.

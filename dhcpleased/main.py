@@ -24,7 +24,7 @@ import socket
 import stat
 import sys
 import tempfile
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from ipaddress import IPv4Address, IPv4Network
@@ -97,7 +97,7 @@ def parse_args(argv: list[str]) -> Options:
     if o.role != "main" and args:
         raise UsageError("children take no interfaces")
     for name in args:
-        if not name or len(name) >= defs.IF_NAMESIZE or "/" in name or name in (".", ".."):
+        if imsg.ifname_problem(name) is not None:  # the config parser's test too
             raise UsageError(f"invalid interface name {name!r}")
     o.ifaces = list(dict.fromkeys(args))
     return o
@@ -166,6 +166,7 @@ ALLOWED: dict[str, frozenset[ImsgType]] = {
     ),
 }
 CHILD_EXIT_GRACE = 3.0
+CONFIG_HEADROOM = 256  # RECONF_* messages queued towards a child before the parent waits
 
 
 def take_lock(path: str) -> int | None:
@@ -237,6 +238,75 @@ def managed_ifaces(
     return managed
 
 
+# Engine messages that undo what the engine did: still carried out for an interface a
+# reload stopped managing (the engine sends them as it forgets the interface).
+REMOVALS: frozenset[ImsgType] = frozenset(
+    {ImsgType.DECONFIGURE_INTERFACE, ImsgType.WITHDRAW_ROUTES, ImsgType.WITHDRAW_RDNS}
+)
+Messages = dict[str, list[tuple[ImsgType, bytes]]]
+
+
+def reconf_messages(ifaces: Iterable[IfaceConf]) -> Messages:
+    """The whole RECONF_* stream for each child, built before any of it is sent.
+
+    Building is where a value could be refused (ImsgError): doing it all first means a
+    reload either goes out whole or not at all, never half-sent.  The parser checks each
+    value with these same payloads, so a config ``-n`` accepts never fails here.
+    """
+    out: Messages = {"frontend": [], "engine": []}
+    for ic in ifaces:
+        ignore = (defs.IGN_DNS if ic.ignore_dns else 0) | (
+            defs.IGN_ROUTES if ic.ignore_routes else 0
+        )
+        common = [
+            (
+                ImsgType.RECONF_IFACE,
+                imsg.IfaceConf(ic.name, ignore, ic.ignore_servers, ic.prefer_ipv6).pack(),
+            )
+        ]
+        if ic.vc_id is not None:
+            vc_id = imsg.OptionBytes(defs.DHO_DHCP_CLASS_IDENTIFIER, ic.vc_id)
+            common.append((ImsgType.RECONF_VC_ID, vc_id.pack()))
+        if ic.c_id is not None:
+            c_id = imsg.OptionBytes(defs.DHO_DHCP_CLIENT_IDENTIFIER, ic.c_id)
+            common.append((ImsgType.RECONF_C_ID, c_id.pack()))
+        out["engine"] += common
+        out["frontend"] += common  # only the frontend needs the host name
+        if ic.h_name is not None:
+            h_name = imsg.HostName(ic.h_name.encode("utf-8", "surrogateescape"))
+            out["frontend"].append((ImsgType.RECONF_H_NAME, h_name.pack()))
+    for stream in out.values():
+        stream.insert(0, (ImsgType.RECONF_CONF, b""))
+        stream.append((ImsgType.RECONF_END, b""))
+    return out
+
+
+def printable(text: str) -> str:
+    """A config's bytes as they may reach a log or a terminal: escapes for the rest."""
+    return "".join(c if c.isprintable() else _escape(c) for c in text)
+
+
+def _escape(c: str) -> str:
+    o = ord(c)
+    if 0xDC80 <= o <= 0xDCFF:  # a byte that was not UTF-8 (surrogateescape)
+        return f"\\x{o - 0xDC00:02x}"
+    return f"\\x{o:02x}" if o < 0x100 else f"\\u{o:04x}"
+
+
+def reload_report(errors: Sequence[str]) -> imsg.ReloadResult:
+    """The dhcpleasectl answer of a failed reload: as many lines as fit, then a count."""
+    lines: list[str] = []
+    size = 0
+    for i, line in enumerate(errors):
+        more = f"... and {len(errors) - i} more"
+        if size + len(line.encode()) + len(more) + 2 >= imsg.RELOAD_TEXT_SIZE:
+            lines.append(more)
+            break
+        lines.append(line)
+        size += len(line.encode()) + 1
+    return imsg.ReloadResult(False, "\n".join(lines))
+
+
 def spawn_child(role: str, opts: Options) -> tuple[int, socket.socket]:
     """Re-execute ourselves as a child with its channel on fd 3; needs no event loop, so
     the parent can start both children before its own slow imports."""
@@ -284,6 +354,9 @@ class Main:
         self.spawned = spawned  # children already started by parent_main, if any
         self.conf = conf
         self.managed = managed_ifaces(conf, opts.ifaces)
+        # Every name managed since start-up: a message about one a reload has dropped
+        # since may still be in flight (stale, not hostile); any other name is hostile.
+        self.ever_managed: set[str] = set(self.managed)
         self.kroute = kroute
         self.resolver = resolver
         self.load_config = load_config
@@ -316,7 +389,7 @@ class Main:
         fe.compose(ImsgType.ROUTESOCK, fd=self.open_routesock().detach())
         if self.control_sock is not None:
             fe.compose(ImsgType.CONTROLFD, fd=self.control_sock.detach())
-        self.send_config()
+        await self.send_config(reconf_messages(self.managed.values()))
         fe.compose(ImsgType.STARTUP)
         from dhcpleased import sandbox  # noqa: PLC0415 - the parent's half of sandbox.py
 
@@ -419,50 +492,66 @@ class Main:
                 return
 
     # --- configuration ------------------------------------------------------------------------
-    def send_config(self) -> None:
-        """RECONF_* stream to both children; only the frontend needs the host name."""
-        for role, child in self.children.items():
-            ch = child.channel
-            ch.compose(ImsgType.RECONF_CONF)
-            for ic in self.managed.values():
-                ignore = (defs.IGN_DNS if ic.ignore_dns else 0) | (
-                    defs.IGN_ROUTES if ic.ignore_routes else 0
-                )
-                ch.compose(
-                    ImsgType.RECONF_IFACE,
-                    imsg.IfaceConf(ic.name, ignore, ic.ignore_servers, ic.prefer_ipv6).pack(),
-                )
-                if ic.vc_id is not None:
-                    ch.compose(
-                        ImsgType.RECONF_VC_ID,
-                        imsg.OptionBytes(defs.DHO_DHCP_CLASS_IDENTIFIER, ic.vc_id).pack(),
-                    )
-                if ic.c_id is not None:
-                    ch.compose(
-                        ImsgType.RECONF_C_ID,
-                        imsg.OptionBytes(defs.DHO_DHCP_CLIENT_IDENTIFIER, ic.c_id).pack(),
-                    )
-                if role == "frontend" and ic.h_name is not None:
-                    ch.compose(ImsgType.RECONF_H_NAME, imsg.HostName(ic.h_name).pack())
-            ch.compose(ImsgType.RECONF_END)
+    async def send_config(self, messages: Messages) -> None:
+        """RECONF_* stream to both children, built whole beforehand (reconf_messages).
 
-    def reload(self) -> None:
+        Paced: a config of a thousand interfaces is thousands of messages, more than a
+        channel queues before it gives up on its peer (which ends the daemon), so the
+        parent waits while a child is that far behind.  Streams go out from the worker,
+        one job at a time: two never interleave, and work queued after a reload reaches
+        the children after its config.
+        """
+        for role, child in self.children.items():
+            for mtype, data in messages[role]:
+                while child.channel.pending >= CONFIG_HEADROOM and not child.channel.closed:
+                    await asyncio.sleep(0.01)
+                child.channel.compose(mtype, data)
+
+    def set_managed(self, managed: dict[str, IfaceConf]) -> None:
+        self.managed = managed
+        self.ever_managed.update(managed)
+
+    def reload(self, peerid: int = 0) -> None:
+        """Read the config again and send it whole, or keep the old one running.
+
+        Whatever goes wrong (the file, the parser, a value that would not fit an imsg, a
+        bug) leaves the running configuration alone and systemd READY again; the client
+        of a ``dhcpleasectl reload`` (``peerid``) gets the verdict with the messages.
+        """
         from dhcpleased.parse import ConfigError  # noqa: PLC0415 - parent only
 
         self.notifier.reloading()
         try:
             conf = self.load_config()
+            managed = managed_ifaces(conf, self.opts.ifaces, self.ctl_ifaces)
+            messages = reconf_messages(managed.values())
         except ConfigError as e:
-            for line in e.errors:
-                log.warning("%s", line)
-            log.warning("configuration reload failed")
-            self.notifier.ready()
+            errors = [printable(line) for line in e.errors]
+        except Exception as e:  # a reload must never take the daemon down
+            errors = [printable(f"{self.opts.conffile}: {e!r}")]
+        else:
+            self.conf = conf
+            self.set_managed(managed)
+            self.work.put_nowait(partial(self.reloaded, peerid, messages))
             return
-        self.conf = conf
-        self.managed = managed_ifaces(conf, self.opts.ifaces, self.ctl_ifaces)
-        self.send_config()
-        log.info("configuration reloaded")
-        self.notifier.ready()
+        for line in errors:
+            log.warning("%s", line)
+        log.warning("configuration reload failed, the running configuration is unchanged")
+        self.work.put_nowait(partial(self.reloaded, peerid, None, reload_report(errors)))
+
+    async def reloaded(
+        self, peerid: int, messages: Messages | None, failed: imsg.ReloadResult | None = None
+    ) -> None:
+        """The end of a reload, in the worker's order: the config out, then the verdict
+        to the dhcpleasectl client (peerid 0: SIGHUP, nobody to answer), then READY=1."""
+        if messages is not None:
+            await self.send_config(messages)
+            log.info("configuration reloaded")
+        if peerid:
+            result = failed or imsg.ReloadResult(True, "")
+            fe = self.children["frontend"].channel
+            fe.compose(ImsgType.CTL_RELOAD_RESULT, result.pack(), peerid=peerid)
+        self.notifier.ready(self.status_line())
 
     # --- dispatch -----------------------------------------------------------------------------
     def dispatch(self, role: str, msg: Imsg) -> None:
@@ -496,11 +585,32 @@ class Main:
 
     def known_ifname(self, if_index: int) -> str | None:
         """The engine only knows interfaces the parent told it about (UPDATE_IF)."""
-        name = self.ifnames.get(if_index)
-        if name is None or name not in self.managed:
+        name = self.ifnames.get(if_index)  # only ever names of managed interfaces
+        if name is None:
             self.fail(f"engine asked about unmanaged interface index {if_index}")
-            return None
         return name
+
+    def was_managed(self, role: str, what: str, name: str) -> bool:
+        """Managed now or since start-up (a message sent before a reload dropped it)."""
+        if name in self.ever_managed:
+            return True
+        self.fail(f"{role} sent {what} for unmanaged interface {name}")
+        return False
+
+    def serve(self, mtype: ImsgType, name: str, job: Callable[[], Awaitable[None]]) -> None:
+        """Queue privileged work for an interface, checked again when its turn comes.
+
+        A reload may have stopped managing the interface meanwhile (or before the child
+        heard of it): then only the engine's undoing (REMOVALS) is still carried out.
+        """
+
+        async def checked() -> None:
+            if name in self.managed or mtype in REMOVALS:
+                await job()
+            else:
+                log.debug("%s: %s after a reload dropped it, ignored", name, type_name(mtype))
+
+        self.work.put_nowait(checked)
 
     def dispatch_frontend(self, mtype: ImsgType, data: bytes, peerid: int = 0) -> None:
         """main_dispatch_frontend; ``peerid`` names the dhcpleasectl client of a CTL_*."""
@@ -511,19 +621,15 @@ class Main:
             except OSError:
                 log.debug("interface index %d is gone", if_index)
                 return
-            if name not in self.managed:
-                self.fail(f"frontend asked for a packet socket on unmanaged interface {name}")
-                return
-            self.work.put_nowait(partial(self.send_bpfsock, if_index, name))
+            if self.was_managed("frontend", "OPEN_BPFSOCK", name):
+                self.serve(mtype, name, partial(self.send_bpfsock, if_index, name))
         elif mtype is ImsgType.UPDATE_IF:
             info = imsg.IfInfo.unpack(data)
-            if info.if_name not in self.managed:
-                self.fail(f"frontend sent UPDATE_IF for unmanaged interface {info.if_name}")
-                return
-            self.work.put_nowait(partial(self.update_if, info))
+            if self.was_managed("frontend", "UPDATE_IF", info.if_name):
+                self.serve(mtype, info.if_name, partial(self.update_if, info))
         elif mtype is ImsgType.CTL_RELOAD:
             imsg.Empty.unpack(data)
-            self.reload()
+            self.reload(peerid)
         elif mtype is ImsgType.CTL_LOG_VERBOSE:
             log_setverbose(imsg.Verbose.unpack(data).verbose)
         elif mtype is ImsgType.CTL_PROCINFO:
@@ -553,10 +659,14 @@ class Main:
             return
         if name in self.managed:
             return
+        problem = imsg.ifname_problem(name)
+        if problem is not None:  # a name the kernel allows but no imsg carries
+            log.warning("cannot manage %s: %s", printable(name), problem)
+            return
         log.info("managing %s, as dhcpleasectl asked", name)
         self.ctl_ifaces.append(name)
-        self.managed = managed_ifaces(self.conf, self.opts.ifaces, self.ctl_ifaces)
-        self.send_config()
+        self.set_managed(managed_ifaces(self.conf, self.opts.ifaces, self.ctl_ifaces))
+        self.work.put_nowait(partial(self.send_config, reconf_messages(self.managed.values())))
 
     def dispatch_engine(self, mtype: ImsgType, data: bytes) -> None:
         """main_dispatch_engine."""
@@ -581,11 +691,12 @@ class Main:
                 self.fail(f"engine sent a bad route: {why}")
                 return
             if mtype is ImsgType.CONFIGURE_INTERFACE:
-                self.work.put_nowait(partial(self.configure, name, ci))
+                self.serve(mtype, name, partial(self.configure, name, ci))
             elif mtype is ImsgType.DECONFIGURE_INTERFACE:
-                self.work.put_nowait(partial(self.deconfigure, name, ci))
+                self.serve(mtype, name, partial(self.deconfigure, name, ci))
             else:
-                self.work.put_nowait(partial(self.kroute.withdraw_routes, ci.if_index, ci.routes))
+                job = partial(self.kroute.withdraw_routes, ci.if_index, ci.routes)
+                self.serve(mtype, name, job)
         elif mtype in (ImsgType.PROPOSE_RDNS, ImsgType.WITHDRAW_RDNS):
             rdns = imsg.ProposeRdns.unpack(data)
             name = self.known_ifname(rdns.if_index)
@@ -595,12 +706,12 @@ class Main:
                 if rdns.rdns:
                     self.fail("engine sent WITHDRAW_RDNS with nameservers")
                     return
-                self.work.put_nowait(partial(self.withdraw_rdns, name))
+                self.serve(mtype, name, partial(self.withdraw_rdns, name))
                 return
             if not all(is_unicast(a) for a in rdns.rdns):
                 self.fail("engine proposed a non-unicast nameserver")
                 return
-            self.work.put_nowait(partial(self.propose_rdns, name, rdns))
+            self.serve(mtype, name, partial(self.propose_rdns, name, rdns))
 
     # --- privileged work ----------------------------------------------------------------------
     async def send_bpfsock(self, if_index: int, name: str) -> None:
@@ -794,14 +905,18 @@ def parent_main(opts: Options) -> int:
     if opts.configtest:
         return parse.configtest(opts.conffile, default=opts.default_conf, verbose=opts.verbose)
 
+    # read again on SIGHUP, after daemonize's chdir("/"): the path must not be relative
+    opts.conffile = os.path.abspath(opts.conffile)
+
     def load() -> Config:
-        return parse.load_config(opts.conffile, default=opts.default_conf)
+        return parse.load_config(opts.conffile, default=opts.default_conf, regular=True)
 
     try:
         conf = load()
     except parse.ConfigError as e:
-        for line in e.errors:
-            sys.stderr.write(f"{line}\n")
+        from dhcpleased.printconf import write_errors  # noqa: PLC0415 - parent only
+
+        write_errors(e.errors)
         return 1
     if os.geteuid() != 0:
         return err("need root privileges")

@@ -545,7 +545,7 @@ class Request:
     ciaddr: IPv4Address = _ZERO
     requested_ip: IPv4Address | None = None
     server_identifier: IPv4Address | None = None
-    host_name: str | None = None
+    host_name: bytes | None = None  # any bytes, as configured (send host name)
     client_id: bytes | None = None
     vendor_class_id: bytes | None = None
     prefer_ipv6: bool = False
@@ -585,8 +585,7 @@ def build_bootp(req: Request) -> bytes:
         _opt(defs.DHO_DHCP_MESSAGE_TYPE, bytes((req.message_type,))),
     ]
     if req.host_name:
-        # surrogateescape: a host name's bytes go out as they are, UTF-8 or not
-        out.append(_opt(defs.DHO_HOST_NAME, req.host_name.encode(errors="surrogateescape")))
+        out.append(_opt(defs.DHO_HOST_NAME, req.host_name))
     client_id = req.client_id if req.client_id is not None else b"\x01" + req.mac
     out.append(_opt(defs.DHO_DHCP_CLIENT_IDENTIFIER, client_id))
     if req.vendor_class_id:

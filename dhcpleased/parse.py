@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import functools
 import importlib.resources
-from collections.abc import Iterator
+import os
+import stat
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from ipaddress import AddressValueError, IPv4Address
 
@@ -26,7 +28,7 @@ from lark import Lark, Token, Transformer
 from lark.exceptions import UnexpectedInput
 from lark.lexer import Lexer, LexerState
 
-from dhcpleased import defs
+from dhcpleased import defs, imsg
 
 __all__ = [
     "KEYWORDS",
@@ -43,7 +45,6 @@ __all__ = [
     "to_bytes",
 ]
 
-MAX_HOST_NAME_LEN = 255  # strlen() limit of "send host name"
 MAX_ID_LEN = 255  # decoded vendor class / client id must be shorter than buf[256]
 _LEXBUF = 8096  # yylex()'s buffer: longer strings are "string too long"
 _MACRO_MAX = 65536  # not in the original, whose macro values may grow without bound
@@ -511,6 +512,14 @@ class _Actions(Transformer[Token, None]):
         assert self.ctx.current is not None  # the grammar reduces iface_head first
         return self.ctx.current
 
+    def _carried(self, payload: Callable[[], imsg.Payload], message: str) -> None:
+        """Build the imsg the value will travel in: what the imsg refuses is refused here,
+        with a line number, so that a config ``-n`` accepts always reaches the children."""
+        try:
+            payload()
+        except imsg.ImsgError:
+            raise self.ctx.fail(message) from None
+
     def varset(self, children: list[Token]) -> None:
         name = str(children[0])
         if any(ch in _C_SPACE for ch in name):
@@ -525,8 +534,9 @@ class _Actions(Transformer[Token, None]):
         name = str(children[1])
         iface = self.ctx.ifaces.get(name)
         if iface is None:
-            if len(to_bytes(name)) >= defs.IF_NAMESIZE:
-                raise self.ctx.fail("name too long")
+            problem = imsg.ifname_problem(name)  # the same test as the imsg it travels in
+            if problem is not None:
+                raise self.ctx.fail(problem)
             iface = self.ctx.ifaces[name] = _IfaceBuilder(name)
         self.ctx.current = iface
 
@@ -539,7 +549,12 @@ class _Actions(Transformer[Token, None]):
             raise self.ctx.fail("invalid vendor class id")
         if len(decoded) > MAX_ID_LEN:
             raise self.ctx.fail("vendor class id too long")
-        iface.vc_id = decoded.split(b"\0", 1)[0]  # stored up to the first NUL
+        vc_id = decoded.split(b"\0", 1)[0]  # stored up to the first NUL
+        self._carried(
+            lambda: imsg.OptionBytes(defs.DHO_DHCP_CLASS_IDENTIFIER, vc_id),
+            "vendor class id too long",
+        )
+        iface.vc_id = vc_id
 
     def client_id(self, children: list[Token]) -> None:
         iface = self._iface()
@@ -551,16 +566,18 @@ class _Actions(Transformer[Token, None]):
             decoded = strnunvis(to_bytes(text))
             if decoded is None:
                 raise self.ctx.fail("invalid client-id")
-            if len(decoded) > MAX_ID_LEN:
-                raise self.ctx.fail("client-id too long")
-        iface.c_id = decoded
+        c_id = decoded
+        self._carried(
+            lambda: imsg.OptionBytes(defs.DHO_DHCP_CLIENT_IDENTIFIER, c_id), "client-id too long"
+        )
+        iface.c_id = c_id
 
     def _set_host_name(self, name: str) -> None:
         iface = self._iface()
         if iface.h_name is not None:
             raise self.ctx.fail("host name already set")
-        if len(to_bytes(name)) > MAX_HOST_NAME_LEN:
-            raise self.ctx.fail("host name too long")
+        # any byte but NUL (the lexer lets none through), at most 255 of them
+        self._carried(lambda: imsg.HostName(to_bytes(name)), "host name too long")
         iface.h_name = name
 
     def host_name(self, children: list[Token]) -> None:
@@ -653,10 +670,18 @@ def parse_config(text: str, filename: str = "dhcpleased.conf") -> Config:
     return Config(tuple(b.freeze() for b in ctx.ifaces.values()))
 
 
-def load_config(path: str, *, default: bool) -> Config:
-    """Read and parse a file.  A missing *default* file is an empty config."""
+def load_config(path: str, *, default: bool, regular: bool = False) -> Config:
+    """Read and parse a file.  A missing *default* file is an empty config.
+
+    ``regular`` (the daemon): refuse anything but a regular file, opened without
+    blocking, so that a FIFO left at the path cannot hang the parent on SIGHUP.
+    """
     try:
-        with open(path, "rb") as f:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | (os.O_NONBLOCK if regular else 0))
+        if regular and not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise ConfigError([f"{path}: not a regular file"])
+        with open(fd, "rb") as f:
             data = f.read()
     except FileNotFoundError as e:
         if default:

@@ -31,7 +31,7 @@ from dhcpleased.parse import (
     parse_client_id_hex,
 )
 
-__all__ = ["configtest", "print_config", "quote", "strvis"]
+__all__ = ["configtest", "print_config", "quote", "strvis", "write_errors"]
 
 HTYPE_ETHER = 1  # a client id of this type prints as hex bytes
 
@@ -158,6 +158,12 @@ def _write(stream: TextIO, text: str) -> None:
     buffer.flush()
 
 
+def write_errors(errors: list[str]) -> None:
+    """``file:line: message`` lines to stderr, the file's bytes as they were: ``-n`` and a
+    refused start-up print the same thing."""
+    _write(sys.stderr, "".join(err + "\n" for err in errors))
+
+
 def configtest(path: str, *, default: bool, verbose: int) -> int:
     """``dhcpleased -n [-v]``: check the file; exit status 0 or 1.
 
@@ -167,7 +173,7 @@ def configtest(path: str, *, default: bool, verbose: int) -> int:
     try:
         conf = load_config(path, default=default)
     except ConfigError as e:
-        _write(sys.stderr, "".join(err + "\n" for err in e.errors))
+        write_errors(e.errors)
         return 1
     if verbose >= 1:
         _write(sys.stdout, print_config(conf))

@@ -20,10 +20,11 @@ logging exist and before they read an untrusted byte (:func:`enter_child`):
 
 The parent (:func:`enter_parent`), after it has spawned the children (they need root's
 capabilities to drop their own) and opened what it needs: capabilities reduced to
-:data:`PARENT_CAPS`, no_new_privs, Landlock limited to the config file, the lease
-directory, the Python import path (read only: lazy imports, lark's grammar on SIGHUP)
-and what the DNS hand-off writes or executes.  It stays uid 0 so the files it writes
-stay root's, and gets no seccomp filter: it opens packet sockets on demand.
+:data:`PARENT_CAPS`, no_new_privs, Landlock limited to reading the config file's
+directory (:func:`conf_dirs`: saving by rename replaces the file), the lease directory,
+the Python import path (read only: lazy imports, lark's grammar on SIGHUP) and what
+the DNS hand-off writes or executes.  It stays uid 0 so the files it writes stay root's,
+and gets no seccomp filter: it opens packet sockets on demand.
 
 A kernel without Landlock or seccomp gets one warning line from the parent and the
 daemon runs; a sandbox the kernel supports but refuses is fatal.  With
@@ -289,11 +290,31 @@ RESOLV_DIR_RIGHTS: Final = LEASE_RIGHTS | landlock.MAKE_SYM
 HOOK_WRITE_RIGHTS: Final = RESOLV_DIR_RIGHTS | landlock.MAKE_DIR | landlock.REMOVE_DIR
 
 
+def conf_dirs(conffile: str) -> list[str]:
+    """Where the config file may be found on SIGHUP: its directory, and its target's.
+
+    Editors, ``sed -i`` and config tools save by renaming a new file over the old, and a
+    Landlock rule names an inode: a rule on the file itself would deny every reload
+    after the first such save.  So the rule is READ_FILE (not READ_DIR: no listing) on
+    the directory.  The cost: the parent can read any file there it can name, e.g.
+    /etc/shadow for the default path.  Measured against the other rules (see the
+    tests): with the default paths and any DNS mode the daemon picks itself (file,
+    resolved, resolvconf) the parent can already read all of /etc, so this adds nothing;
+    only ``none`` mode or a resolv.conf outside /etc make it new.  A config kept in a
+    directory of its own (``-f /etc/dhcpleased/dhcpleased.conf``) confines it.  No
+    descriptor opened beforehand helps: Landlock checks the file opened, not the path.
+    """
+    found = os.path.dirname(conffile) or "."
+    target = os.path.dirname(os.path.realpath(conffile))  # a symlinked config: its dir too
+    return list(dict.fromkeys((found, target)))
+
+
 def parent_rules(
     conffile: str, dns_mode: str, resolv_conf: str = defs.RESOLV_CONF
 ) -> list[tuple[str, int]]:
     """(path, rights) the parent keeps; paths that do not exist are left out by the caller."""
-    rules = [(conffile, landlock.READ_FILE), (defs.LEASE_DIR, LEASE_DIR_RIGHTS)]
+    rules = [(d, landlock.READ_FILE) for d in conf_dirs(conffile)]
+    rules.append((defs.LEASE_DIR, LEASE_DIR_RIGHTS))
     rules.append(("/proc/self/status", landlock.READ_FILE))  # dhcpleasectl -p reads it
     rules += [(p, landlock.READ) for p in dict.fromkeys(sys.path) if p and os.path.isdir(p)]
     if dns_mode == "file":

@@ -120,11 +120,14 @@ class _ParentStandIn:
     dispatch = main.Main.dispatch
     dispatch_engine = main.Main.dispatch_engine
     known_ifname = main.Main.known_ifname
+    was_managed = main.Main.was_managed
+    serve = main.Main.serve
     close_fd = staticmethod(main.Main.close_fd)
 
     def __init__(self) -> None:
         self.ifnames = {IFINDEX: IFNAME}
         self.managed = {IFNAME: None}
+        self.ever_managed = {IFNAME}
         self.done = SimpleNamespace(done=lambda: False)
         self.work = SimpleNamespace(put_nowait=lambda job: None)  # the job is not run
         # what an accepted message would be queued to do (never run)

@@ -375,6 +375,8 @@ class Server:
             "requested": _first(opts.get("requested_addr")),
             "server_id": _first(opts.get("server_id")),
             "client_id": _hex(opts.get("client_id")),
+            "host_name": _hex(opts.get("hostname")),
+            "vendor_class": _hex(opts.get("vendor_class_id")),
             "params": list(_first(opts.get("param_req_list")) or []),
         }
         answer = self.answer(mtype, bootp)

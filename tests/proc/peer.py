@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from types import SimpleNamespace
+from typing import Any
 
 from dhcpleased.imsg import ImsgType, type_name
 from dhcpleased.ipc import Channel, Imsg
@@ -41,3 +43,20 @@ class Peer:
 
 def pair() -> tuple[socket.socket, socket.socket]:
     return socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+
+
+def fake_children(children: dict[str, Any]) -> tuple[list[Peer], list[Channel]]:
+    """A parent's frontend and engine as Peers at the far end of real channels.
+
+    Fills ``children`` (Main.children) with stand-ins; returns the peers and the
+    parent's channels, both in (frontend, engine) order, for the caller to close.
+    """
+    peers, chans = [], []
+    for role in ("frontend", "engine"):
+        ours, theirs = pair()
+        ch = Channel(ours, lambda _m: None, lambda _r: None, name=role)
+        ch.start()
+        chans.append(ch)
+        children[role] = SimpleNamespace(channel=ch)
+        peers.append(Peer(theirs))
+    return peers, chans

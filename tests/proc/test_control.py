@@ -49,15 +49,18 @@ class Backend:
     verbose: list[int] = field(default_factory=list)
     managed: set[int] = field(default_factory=set)
     auto: bool = False
+    refuse: bool = False  # as forward() does once clients have filled a sibling channel
     ctl: control.Control | None = None
 
     def forward(self, role: str, t: ImsgType, data: bytes, peerid: int) -> bool:
+        if self.refuse:
+            return False
         self.sent.append((role, t, data, peerid))
         if self.auto and t is ImsgType.CTL_SHOW_INTERFACE_INFO:
             assert self.ctl is not None
             index = imsg.IfIndex.unpack(data).if_index
             asyncio.get_running_loop().call_soon(
-                self.ctl.engine_reply, peerid, t, engine_info(index)
+                self.ctl.sibling_reply, peerid, t, engine_info(index)
             )
         return True
 
@@ -173,13 +176,13 @@ async def test_replies_are_routed_by_connection_id_not_by_client_pid(rig: Rig) -
     (_, data_a, id_a), (_, _, id_b) = rig.backend.of(ImsgType.CTL_SHOW_INTERFACE_INFO)
     assert imsg.IfIndex.unpack(data_a).if_index == 7
     assert id_a != id_b and 4242 not in (id_a, id_b)
-    rig.ctl.engine_reply(id_b, ImsgType.CTL_SHOW_INTERFACE_INFO, engine_info(8))
+    rig.ctl.sibling_reply(id_b, ImsgType.CTL_SHOW_INTERFACE_INFO, engine_info(8))
     t, _, data = await b.recv()
     assert (t, imsg.CtlEngineInfo.unpack(data).if_index) == (ImsgType.CTL_SHOW_INTERFACE_INFO, 8)
     await a.quiet()
-    rig.ctl.engine_reply(id_a, ImsgType.CTL_END, b"")
+    rig.ctl.sibling_reply(id_a, ImsgType.CTL_END, b"")
     assert (await a.recv())[0] == ImsgType.CTL_END
-    rig.ctl.engine_reply(99999, ImsgType.CTL_END, b"")  # a client that left: dropped
+    rig.ctl.sibling_reply(99999, ImsgType.CTL_END, b"")  # a client that left: dropped
     a.close()
     b.close()
 
@@ -362,7 +365,7 @@ async def test_outstanding_requests_per_client_are_bounded(rig: Rig) -> None:
     await settle()
     assert len(rig.backend.of(ImsgType.CTL_SHOW_INTERFACE_INFO)) == control.MAX_INFLIGHT
     (_, _, cid), *_ = rig.backend.of(ImsgType.CTL_SHOW_INTERFACE_INFO)
-    rig.ctl.engine_reply(cid, ImsgType.CTL_END, b"")
+    rig.ctl.sibling_reply(cid, ImsgType.CTL_END, b"")
     assert (await c.recv())[0] == ImsgType.CTL_END
     show(c, 3)
     await settle()
@@ -401,9 +404,38 @@ async def test_log_verbose_and_reload_are_forwarded_and_acknowledged(rig: Rig) -
     assert (await c.recv())[0] == ImsgType.CTL_END
     assert rig.backend.verbose == [1]
     assert [r for r, *_ in rig.backend.of(ImsgType.CTL_LOG_VERBOSE)] == ["main", "engine"]
+    c.close()
+
+
+async def test_reload_answer_goes_back_to_the_asker(rig: Rig) -> None:
+    """The parent's verdict, routed by the client's id; none of our own until it comes."""
+    a, b = await connect(rig), await connect(rig)
+    a.send(ImsgType.CTL_RELOAD)
+    b.send(ImsgType.CTL_RELOAD)
+    await settle()
+    asked = rig.backend.of(ImsgType.CTL_RELOAD)
+    assert [role for role, _, _ in asked] == ["main", "main"]
+    id_a, id_b = (peerid for _, _, peerid in asked)
+    assert id_a != id_b and 0 not in (id_a, id_b)  # peerid 0 is SIGHUP's: nobody to answer
+    await a.quiet()
+    failed = imsg.ReloadResult(False, "/etc/dhcpleased.conf:3: syntax error")
+    rig.ctl.sibling_reply(id_b, ImsgType.CTL_RELOAD_RESULT, failed.pack())
+    rig.ctl.sibling_reply(id_a, ImsgType.CTL_RELOAD_RESULT, imsg.ReloadResult(True, "").pack())
+    t, _, data = await b.recv()
+    assert (t, imsg.ReloadResult.unpack(data)) == (ImsgType.CTL_RELOAD_RESULT, failed)
+    t, _, data = await a.recv()
+    assert imsg.ReloadResult.unpack(data).ok
+    a.close()
+    b.close()
+
+
+async def test_reload_that_cannot_be_forwarded_is_answered_busy(rig: Rig) -> None:
+    rig.backend.refuse = True
+    c = await connect(rig)
     c.send(ImsgType.CTL_RELOAD)
-    assert (await c.recv())[0] == ImsgType.CTL_END
-    assert [r for r, *_ in rig.backend.of(ImsgType.CTL_RELOAD)] == ["main"]
+    t, _, data = await c.recv()
+    result = imsg.ReloadResult.unpack(data)
+    assert t == ImsgType.CTL_RELOAD_RESULT and not result.ok and "busy" in result.message
     c.close()
 
 

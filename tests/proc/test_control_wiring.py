@@ -24,10 +24,10 @@ from dhcpleased import defs, imsg, main
 from dhcpleased.engine import Engine
 from dhcpleased.frontend import Frontend
 from dhcpleased.imsg import ImsgType
-from dhcpleased.ipc import Channel, Imsg
+from dhcpleased.ipc import Imsg
 from dhcpleased.parse import Config
 from tests.proc import test_engine
-from tests.proc.peer import Peer, pair
+from tests.proc.peer import Peer, fake_children, pair
 from tests.proc.test_control import Client, engine_info
 
 # The frontend's control socket serves root only (SO_PEERCRED); CI runs these as root.
@@ -122,6 +122,24 @@ async def test_frontend_fans_out_state_changes(fe_rig: FeRig) -> None:
     c.close()
 
 
+@ROOT_CLIENT
+async def test_frontend_relays_the_reload_verdict_to_the_asker(fe_rig: FeRig) -> None:
+    c = await Client(fe_rig.path).connect()
+    c.send(ImsgType.CTL_RELOAD)
+    ask = await fe_rig.main.expect(ImsgType.CTL_RELOAD)
+    assert ask.peerid != 0  # 0 would be a SIGHUP's, answered to nobody
+    verdict = imsg.ReloadResult(False, "/etc/dhcpleased.conf:1: syntax error")
+    fe_rig.main.send(ImsgType.CTL_RELOAD_RESULT, verdict.pack(), peerid=ask.peerid)
+    t, _, data = await c.recv()
+    assert (t, imsg.ReloadResult.unpack(data)) == (ImsgType.CTL_RELOAD_RESULT, verdict)
+    c.close()
+
+
+async def test_garbage_reload_verdict_from_the_parent_is_fatal(fe_rig: FeRig) -> None:
+    fe_rig.main.send(ImsgType.CTL_RELOAD_RESULT, b"\x02" + b"\0" * 4096, peerid=1)
+    assert await asyncio.wait_for(fe_rig.task, 2) == 1
+
+
 async def test_a_sibling_lying_about_procinfo_is_fatal(fe_rig: FeRig) -> None:
     fe_rig.engine.send(ImsgType.PROCINFO, imsg.ProcInfo("main", 1, 0, 0, 0, False, 0, 0, 0).pack())
     assert await asyncio.wait_for(fe_rig.task, 2) == 1
@@ -190,16 +208,10 @@ async def parent() -> AsyncIterator[tuple[main.Main, Peer, Peer]]:
         open_udpsock=lambda n, a: socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM),
         open_routesock=lambda: socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM),
     )
-    peers = []
-    chans = []
-    for role in ("frontend", "engine"):
-        ours, theirs = pair()
-        ch = Channel(ours, lambda _m: None, lambda _r: None, name=role)
-        ch.start()
-        chans.append(ch)
-        m.children[role] = SimpleNamespace(channel=ch)  # type: ignore[assignment]
-        peers.append(Peer(theirs))
+    peers, chans = fake_children(m.children)
+    worker = asyncio.get_running_loop().create_task(m.worker())  # reloads finish there
     yield m, peers[0], peers[1]
+    worker.cancel()
     for ch in chans:
         ch.close()
     for p in peers:

@@ -81,9 +81,11 @@ async def sleepy() -> AsyncIterator[Rig]:
         yield r
 
 
-def configure(main: Peer, *, ignore: int = 0, c_id: bytes | None = None) -> None:
+def configure(
+    main: Peer, *, ignore: int = 0, c_id: bytes | None = None, name: str = IFNAME
+) -> None:
     main.send(ImsgType.RECONF_CONF)
-    main.send(ImsgType.RECONF_IFACE, imsg.IfaceConf(IFNAME, ignore, (), False).pack())
+    main.send(ImsgType.RECONF_IFACE, imsg.IfaceConf(name, ignore, (), False).pack())
     if c_id is not None:
         main.send(ImsgType.RECONF_C_ID, imsg.OptionBytes(61, c_id).pack())
     main.send(ImsgType.RECONF_END)
@@ -171,6 +173,30 @@ async def test_link_down_withdraws_dns_and_remove_deconfigures(rig: Rig) -> None
     msg = await asyncio.wait_for(rig.main.queue.get(), 2)
     seen.add(msg.type)
     assert ImsgType.DECONFIGURE_INTERFACE in seen
+
+
+async def test_reload_without_the_interface_deconfigures_and_forgets_it(rig: Rig) -> None:
+    """The engine drops an interface a reload removed on the reload itself (RECONF_END),
+    in order with the parent's UPDATE_IFs: withdraw DNS, deconfigure, no timer left."""
+    ci = await bind(rig)
+    await rig.main.expect(ImsgType.PROPOSE_RDNS)
+    configure(rig.main, name="other9")
+    await rig.main.expect(ImsgType.WITHDRAW_RDNS)
+    gone = imsg.ConfigureInterface.unpack(
+        (await rig.main.expect(ImsgType.DECONFIGURE_INTERFACE)).data
+    )
+    assert (gone.if_index, gone.addr, gone.routes) == (IFINDEX, ci.addr, ci.routes)
+    assert IFINDEX not in rig.engine.ifaces
+    # the frontend's REMOVE_IF of a link change, or any frame in flight: nothing to do
+    rig.fe.send(ImsgType.REMOVE_IF, imsg.IfIndex(IFINDEX).pack())
+    dhcp(rig.fe, reply(0, defs.DHCPNAK))
+    await rig.main.quiet()
+    await rig.fe.quiet()
+    # named again: picked up afresh at the next UPDATE_IF
+    configure(rig.main)
+    update_if(rig.main)
+    await rig.fe.expect(ImsgType.SEND_DISCOVER)
+    assert not rig.task.done()
 
 
 async def test_network_garbage_is_dropped(rig: Rig) -> None:

@@ -604,7 +604,7 @@ def test_build_request_all_options() -> None:
         ciaddr=YIADDR,
         requested_ip=YIADDR,
         server_identifier=SERVER,
-        host_name="client1",
+        host_name=b"client1",
         client_id=b"\xffabc",
         vendor_class_id=b"OpenBSD",
         prefer_ipv6=True,
@@ -623,19 +623,19 @@ def test_build_request_all_options() -> None:
 
 
 def test_build_skips_unset_and_cuts_long() -> None:
-    req = Request(3, 1, CLIENT_MAC, requested_ip=ZERO, server_identifier=ZERO, host_name="",
+    req = Request(3, 1, CLIENT_MAC, requested_ip=ZERO, server_identifier=ZERO, host_name=b"",
                   vendor_class_id=b"", client_id=b"c" * 300)  # fmt: skip
     opts = options_of(build_bootp(req))
     assert [c for c, _ in opts] == [53, 61, 55]
     assert opts[1][1] == b"c" * 255
-    big = build_bootp(Request(3, 1, CLIENT_MAC, host_name="h" * 255, vendor_class_id=b"v" * 255,
+    big = build_bootp(Request(3, 1, CLIENT_MAC, host_name=b"h" * 255, vendor_class_id=b"v" * 255,
                               client_id=b"c" * 255))  # fmt: skip
     assert len(big) > 300 and big.endswith(b"\xff")
 
 
 def test_build_sends_a_host_names_bytes_as_they_are() -> None:
     name = os.fsdecode(b"h\xf6st")  # sethostname takes any bytes; gethostname escapes them
-    opts = options_of(build_bootp(Request(1, 1, CLIENT_MAC, host_name=name)))
+    opts = options_of(build_bootp(Request(1, 1, CLIENT_MAC, host_name=os.fsencode(name))))
     assert (12, b"h\xf6st") in opts
 
 
@@ -662,7 +662,7 @@ def test_build_frame_headers() -> None:
 
 def test_build_then_parse_as_reply() -> None:
     req = Request(defs.DHCPREQUEST, 99, CLIENT_MAC, requested_ip=YIADDR, server_identifier=SERVER,
-                  host_name="h1", vendor_class_id=b"vc")  # fmt: skip
+                  host_name=b"h1", vendor_class_id=b"vc")  # fmt: skip
     msg = ok(F.as_reply(build_frame(req)), xid=99, our_mac=CLIENT_MAC)
     assert msg.message_type == defs.DHCPREQUEST and msg.server_identifier == SERVER
     assert (msg.host_name, msg.client_id, msg.chaddr) == ("h1", b"\x01" + CLIENT_MAC, CLIENT_MAC)
@@ -681,7 +681,8 @@ requests = st.builds(
     ciaddr=ipv4,
     requested_ip=st.none() | ipv4.filter(lambda a: a != ZERO),
     server_identifier=st.none() | ipv4.filter(lambda a: a != ZERO),
-    host_name=st.none() | st.text("abcdefghijklmnopqrstuvwxyz0123456789-", min_size=1),
+    host_name=st.none()
+    | st.text("abcdefghijklmnopqrstuvwxyz0123456789-", min_size=1).map(str.encode),
     client_id=st.none() | st.binary(min_size=1, max_size=255),
     vendor_class_id=st.none() | st.binary(min_size=1, max_size=255),
     prefer_ipv6=st.booleans(),
@@ -696,7 +697,7 @@ def test_round_trip(req: Request) -> None:
     assert (msg.xid, msg.chaddr, msg.ciaddr, msg.src_mac) == (req.xid, req.mac, req.ciaddr, req.mac)
     assert msg.message_type == req.message_type
     assert msg.server_identifier == req.server_identifier
-    assert msg.host_name == (req.host_name[:255] if req.host_name else None)
+    assert msg.host_name == (req.host_name[:255].decode() if req.host_name else None)
     assert msg.client_id == (b"\x01" + req.mac if req.client_id is None else req.client_id)
     unknown = dict(msg.unknown)
     assert unknown.get(60) == req.vendor_class_id

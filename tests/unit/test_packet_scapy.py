@@ -231,7 +231,8 @@ requests = st.builds(
     ciaddr=st.builds(A, st.integers(0, 2**32 - 1)),
     requested_ip=st.none() | ipv4,
     server_identifier=st.none() | ipv4,
-    host_name=st.none() | st.text("abcdefghijklmnopqrstuvwxyz0123456789-", min_size=1, max_size=63),
+    host_name=st.none()
+    | st.text("abcdefghijklmnopqrstuvwxyz0123456789-", min_size=1, max_size=63).map(str.encode),
     client_id=st.none() | st.binary(min_size=1, max_size=255),
     vendor_class_id=st.none() | st.binary(min_size=1, max_size=255),
     prefer_ipv6=st.booleans(),
@@ -254,7 +255,7 @@ def test_our_requests_in_scapy(req: Request) -> None:
         None if req.server_identifier is None else (str(req.server_identifier),)
     )
     assert opts["client_id"] == (b"\x01" + req.mac if req.client_id is None else req.client_id,)
-    assert opts.get("hostname") == (None if req.host_name is None else (req.host_name.encode(),))
+    assert opts.get("hostname") == (None if req.host_name is None else (req.host_name,))
     vc = req.vendor_class_id
     assert opts.get("vendor_class_id") == (None if vc is None else (vc,))
     prl = list(defs.REQUEST_LIST) + ([108] if req.prefer_ipv6 else [])

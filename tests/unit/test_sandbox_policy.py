@@ -7,6 +7,8 @@ integration tests then show the kernel agrees.
 
 from __future__ import annotations
 
+import functools
+import operator
 import struct
 from pathlib import Path
 
@@ -179,15 +181,65 @@ def test_unknown_syscall_in_policy_is_refused() -> None:
         seccomp.assemble({"no_such_call": ()}, ARCHES["x86_64"], KILL)
 
 
+def rights_on(path: str, rules: list[tuple[str, int]]) -> int:
+    """What Landlock grants on ``path``: the union of the rules on it and its ancestors."""
+    return functools.reduce(
+        operator.or_,
+        (r for p, r in rules if path == p or path.startswith(p.rstrip("/") + "/")),
+        0,
+    )
+
+
+def test_parent_reads_the_config_directory_so_a_saved_config_is_read_again() -> None:
+    """A rule on the config file names its inode, and saving by rename (sed -i, editors)
+    replaces it: READ_FILE on the directory (no listing, no writing) instead."""
+    rules = sandbox.parent_rules("/etc/dhcpleased.conf", "none")
+    assert rights_on("/etc/dhcpleased.conf", rules) == landlock.READ_FILE
+    assert rights_on("/etc/.dhcpleased.conf.swp", rules) == landlock.READ_FILE
+    assert not rights_on("/etc", rules) & landlock.READ_DIR
+
+
+@pytest.mark.parametrize("mode", ["file", "resolved", "resolvconf"])
+def test_config_directory_rule_costs_nothing_in_the_modes_the_daemon_picks(mode: str) -> None:
+    """The measured cost of the directory rule: with the default paths, every DNS mode the
+    daemon chooses by itself already lets the parent read /etc (resolv.conf's directory,
+    or all of / to run resolvectl/resolvconf), so /etc/shadow was readable anyway."""
+    rules = sandbox.parent_rules("/etc/dhcpleased.conf", mode, "/etc/resolv.conf")
+    without = [(p, r) for p, r in rules if (p, r) != ("/etc", landlock.READ_FILE)]
+    assert len(without) == len(rules) - 1
+    assert rights_on("/etc/shadow", without) & landlock.READ_FILE
+    assert rights_on("/etc/shadow", rules) == rights_on("/etc/shadow", without)
+
+
+def test_config_directory_rule_is_new_only_in_none_mode_and_a_directory_confines_it() -> None:
+    none = sandbox.parent_rules("/etc/dhcpleased.conf", "none")
+    assert rights_on("/etc/shadow", none) == landlock.READ_FILE  # the cost, documented
+    own = sandbox.parent_rules("/etc/dhcpleased/dhcpleased.conf", "none")
+    assert rights_on("/etc/shadow", own) == 0
+    assert rights_on("/etc/dhcpleased/dhcpleased.conf", own) == landlock.READ_FILE
+
+
+def test_a_symlinked_config_file_gets_both_directories(tmp_path: Path) -> None:
+    real = tmp_path / "real" / "dhcpleased.conf"
+    real.parent.mkdir()
+    real.write_text("")
+    link = tmp_path / "etc" / "dhcpleased.conf"
+    link.parent.mkdir()
+    link.symlink_to(real)
+    assert sandbox.conf_dirs(str(link)) == [str(link.parent), str(real.parent)]
+    assert sandbox.conf_dirs(str(real)) == [str(real.parent)]
+
+
 def test_parent_rules_follow_the_dns_mode() -> None:
     none = dict(sandbox.parent_rules("/etc/dhcpleased.conf", "none"))
-    assert none["/etc/dhcpleased.conf"] == landlock.READ_FILE
+    assert none["/etc"] == landlock.READ_FILE
     assert none[sandbox.defs.LEASE_DIR] & landlock.MAKE_REG
-    assert "/etc" not in none and "/" not in none
+    assert "/" not in none
     assert not any(r & (landlock.WRITE_FILE | landlock.EXECUTE) for p, r in none.items()
                    if p != sandbox.defs.LEASE_DIR)  # fmt: skip
-    file_ = dict(sandbox.parent_rules("/etc/dhcpleased.conf", "file", "/etc/resolv.conf"))
-    assert file_["/etc"] == sandbox.RESOLV_DIR_RIGHTS
+    file_ = sandbox.parent_rules("/etc/dhcpleased.conf", "file", "/etc/resolv.conf")
+    assert ("/etc", sandbox.RESOLV_DIR_RIGHTS) in file_
+    file_ = dict(file_)
     # odd objects are moved aside in the lease directory only
     assert file_[sandbox.defs.LEASE_DIR] == sandbox.LEASE_DIR_RIGHTS
     odd = landlock.MAKE_DIR | landlock.REMOVE_DIR | landlock.MAKE_FIFO | landlock.MAKE_CHAR
@@ -195,7 +247,7 @@ def test_parent_rules_follow_the_dns_mode() -> None:
     assert not file_["/etc"] & landlock.EXECUTE
     resolved = dict(sandbox.parent_rules("/etc/dhcpleased.conf", "resolved"))
     assert resolved["/"] == landlock.READ | landlock.EXECUTE
-    assert "/etc" not in resolved
+    assert resolved["/etc"] == landlock.READ_FILE  # only the config's directory rule
     resolvconf = dict(sandbox.parent_rules("/etc/dhcpleased.conf", "resolvconf"))
     assert resolvconf["/run"] & landlock.MAKE_DIR
 

@@ -56,6 +56,7 @@ USAGE = """usage: dhcpleasectl [-jl] [-s socket] [-w maxwait] interface
        dhcpleasectl [-s socket] log verbose|brief | reload"""
 REPLY_TIMEOUT = 10.0  # the daemon answers at once; this only catches a wedged one
 MAX_WAIT = 2**31 - 1
+RELEASING_POLL = 0.05  # the engine leaves Releasing once the frontend sent the RELEASE
 
 
 class CtlError(Exception):
@@ -221,7 +222,8 @@ def show_interface(
     client = Client(o.socket)
     if not o.list_only:
         client.send(ask, imsg.IfIndex(index))
-    waits, didot = maxwait, False
+    waits: float = maxwait
+    didot = False
     while True:
         client.send(ImsgType.CTL_SHOW_INTERFACE_INFO, imsg.IfIndex(index))
         t, data = client.expect(ImsgType.CTL_SHOW_INTERFACE_INFO, ImsgType.CTL_END)
@@ -234,6 +236,10 @@ def show_interface(
         else:
             info: imsg.CtlEngineInfo = decode(imsg.CtlEngineInfo, data)
             bound = info.state == want
+            if info.state == "Releasing" and waits > 0:  # lasts milliseconds: no dot
+                waits -= RELEASING_POLL
+                time.sleep(RELEASING_POLL)
+                continue
             waits -= 0 if bound else 1
             if bound or waits < 0:
                 if didot:

@@ -3,7 +3,8 @@
 The frontend moves packets and never looks inside them: it holds the packet sockets the
 parent opened (filter locked), the UDP sockets for unicast renewals and the netlink socket
 for link events; it forwards every received frame to the engine as raw bytes and builds
-the DISCOVER/REQUEST frames the engine asks for from plain field values. Interfaces are
+the DISCOVER/REQUEST/RELEASE packets the engine asks for from plain field values (a
+RELEASE only ever unicast, RFC 2131 4.4.4). Interfaces are
 the ones the parent's configuration names; one that does not exist yet is picked up when
 the kernel announces it.
 

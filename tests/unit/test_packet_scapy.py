@@ -5,6 +5,7 @@ from __future__ import annotations
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scapy.layers.dhcp import BOOTP, DHCP
@@ -308,3 +309,9 @@ def test_rapid_commit_in_a_reply_is_read_and_a_malformed_one_ignored() -> None:
     odd = parsed(scapy_reply([*base, ("rapid_commit", b"x"), "end"]))
     assert not odd.rapid_commit  # the reply is kept: the original does not read option 80
     assert odd.ignored == ("option 80 with wrong length 1",)
+
+
+def test_a_release_without_server_identifier_cannot_be_built() -> None:
+    """RFC 2131 table 5: option 54 MUST be there; the frontend refuses such a request."""
+    with pytest.raises(ValueError, match="server identifier"):
+        build_bootp(Request(defs.DHCPRELEASE, XID, CLIENT_MAC, A("192.0.2.10")))

@@ -1,6 +1,7 @@
 # bash completion for dhcpleasectl(8); works with or without the bash-completion package.
 # dhcpleasectl [-jl] [-s socket] [-w maxwait] interface
 # dhcpleasectl [-s socket] -m [interface] | [-j] -p | log verbose|brief | reload
+# dhcpleasectl [-j] [-s socket] [-w maxwait] release interface
 
 _dhcpleasectl_ifaces() {
 	local d
@@ -27,6 +28,10 @@ _dhcpleasectl() {
 		mapfile -t COMPREPLY < <(compgen -W 'verbose brief' -- "$cur")
 		return
 		;;
+	release)
+		mapfile -t COMPREPLY < <(compgen -W "$(_dhcpleasectl_ifaces)" -- "$cur")
+		return
+		;;
 	esac
 	# the words before the cursor, option arguments left out
 	for ((i = 1; i < COMP_CWORD; i++)); do
@@ -47,7 +52,7 @@ _dhcpleasectl() {
 		mapfile -t COMPREPLY < <(compgen -W "$(_dhcpleasectl_ifaces)" -- "$cur")
 		;;
 	*)
-		mapfile -t COMPREPLY < <(compgen -W "log reload $(_dhcpleasectl_ifaces)" -- "$cur")
+		mapfile -t COMPREPLY < <(compgen -W "log reload release $(_dhcpleasectl_ifaces)" -- "$cur")
 		;;
 	esac
 }

@@ -3,6 +3,7 @@
 Usage::
 
     dhcpleasectl [-jl] [-s socket] [-w maxwait] interface
+    dhcpleasectl [-j] [-s socket] [-w maxwait] release interface
     dhcpleasectl [-s socket] -m [interface]
     dhcpleasectl [-j] [-s socket] -p
     dhcpleasectl [-s socket] log verbose|brief
@@ -26,6 +27,9 @@ up to ``maxwait`` seconds (default 10) until the interface is Bound; ``-l`` only
   word that is a command wins over an interface of the same name. ``reload`` waits for
   the daemon's verdict: a configuration it refused prints the parser's
   ``file:line: message`` lines and exits 1 (the daemon keeps the configuration it had).
+* ``release IF`` (not in the original) gives the lease back: a DHCPRELEASE to the server,
+  address, routes and DNS removed, the interface idle until ``dhcpleasectl IF``. It waits
+  like a request does, for Released instead of Bound, and prints the report.
 
 This tool imports only the daemon's ``imsg`` and ``defs`` (no lark, pyroute2, scapy) and
 talks plain blocking SEQPACKET: one send is one message, one recv is one answer.
@@ -48,11 +52,13 @@ from dhcpleased import defs, imsg
 from dhcpleased.imsg import HEADER, MAX_IMSGSIZE, Header, ImsgError, ImsgType
 
 USAGE = """usage: dhcpleasectl [-jl] [-s socket] [-w maxwait] interface
+       dhcpleasectl [-j] [-s socket] [-w maxwait] release interface
        dhcpleasectl [-s socket] -m [interface]
        dhcpleasectl [-j] [-s socket] -p
        dhcpleasectl [-s socket] log verbose|brief | reload"""
 REPLY_TIMEOUT = 10.0  # the daemon answers at once; this only catches a wedged one
 MAX_WAIT = 2**31 - 1
+RELEASING_POLL = 0.05  # the engine leaves Releasing once the frontend sent the RELEASE
 
 
 class CtlError(Exception):
@@ -109,13 +115,19 @@ def parse_args(argv: list[str]) -> Options:
         raise UsageError("-p takes no argument")
     if o.monitor and len(o.args) > 1:
         raise UsageError("-m takes at most one interface")
-    if not (o.monitor or o.procs) and not is_command(o.args) and len(o.args) != 1:
+    if is_release(o.args) and (o.monitor or o.procs or o.list_only):
+        raise UsageError("release takes -j, -s and -w")
+    if not (o.monitor or o.procs or is_command(o.args) or is_release(o.args)) and len(o.args) != 1:
         raise UsageError("one interface")
     return o
 
 
 def is_command(args: tuple[str, ...]) -> bool:
     return args in (("log", "verbose"), ("log", "brief"), ("reload",))
+
+
+def is_release(args: tuple[str, ...]) -> bool:
+    return len(args) == 2 and args[0] == "release"
 
 
 def if_index(name: str) -> int:
@@ -199,26 +211,37 @@ def emit_json(obj: Any) -> None:
 
 
 # --- the commands -----------------------------------------------------------------------
-def show_interface(o: Options, name: str) -> int:
-    """The original's main loop: request, then poll until Bound or the waits run out."""
+def show_interface(
+    o: Options, name: str, ask: ImsgType = ImsgType.CTL_SEND_REQUEST, want: str = "Bound"
+) -> int:
+    """The original's main loop: request, then poll until Bound or the waits run out.
+
+    ``release IF`` runs it too: asks with CTL_RELEASE and waits for Released; an interface
+    the daemon does not manage fails at once (a release does not make it manage one).
+    """
     index = if_index(name)
     maxwait = o.maxwait if o.maxwait is not None else (0 if o.list_only else 10)
     client = Client(o.socket)
     if not o.list_only:
-        client.send(ImsgType.CTL_SEND_REQUEST, imsg.IfIndex(index))
-    waits, didot = maxwait, False
+        client.send(ask, imsg.IfIndex(index))
+    waits: float = maxwait
+    didot = False
     while True:
         client.send(ImsgType.CTL_SHOW_INTERFACE_INFO, imsg.IfIndex(index))
         t, data = client.expect(ImsgType.CTL_SHOW_INTERFACE_INFO, ImsgType.CTL_END)
         if t is ImsgType.CTL_END:
             waits -= 1
-            if o.list_only or waits < 0:
+            if o.list_only or waits < 0 or ask is ImsgType.CTL_RELEASE:
                 if didot:
                     emit("\n")
                 raise CtlError(f"dhcpleased does not manage {name}")
         else:
             info: imsg.CtlEngineInfo = decode(imsg.CtlEngineInfo, data)
-            bound = info.state == "Bound"
+            bound = info.state == want
+            if info.state == "Releasing" and waits > 0:  # lasts milliseconds: no dot
+                waits -= RELEASING_POLL
+                time.sleep(RELEASING_POLL)
+                continue
             waits -= 0 if bound else 1
             if bound or waits < 0:
                 if didot:
@@ -296,6 +319,8 @@ def main(argv: list[str] | None = None) -> int:
             return processes(o)
         if is_command(o.args):
             return command(o)
+        if is_release(o.args):
+            return show_interface(o, o.args[1], ImsgType.CTL_RELEASE, "Released")
         return show_interface(o, o.args[0])
     except UsageError:
         sys.stderr.write(USAGE + "\n")

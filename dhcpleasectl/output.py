@@ -10,7 +10,8 @@ The text report is show_interface_msg() of dhcpleasectl.c (v1.13), line for line
   then each route, as ``default gateway G`` (dst and mask 0) or ``route D/LEN gateway G``
   with LEN = 33 - ffs(mask) (the prefix length of a contiguous mask; 33 for a zero mask
   with a non-zero destination, as the original prints it), ``nameservers …`` (up to the
-  first 0.0.0.0) and the lease left.
+  first 0.0.0.0) and the lease left, then ``rapid commit`` when the lease came from a
+  two-message exchange (RFC 4039; a line the original does not have).
 * Lease left: s = lease_time - whole seconds since the ACK, at least 0. Above a day it
   is shown in days (rounded up when more than half a day remains over), above an hour in
   hours (> 30 min), above a minute in minutes (> 30 s), else in seconds; the unit is
@@ -157,6 +158,8 @@ def render_text(info: CtlEngineInfo, ifname: str | None, now: float) -> str:
         if nameservers:
             lines.append("\tnameservers " + " ".join(map(str, nameservers)))
         lines.append(f"\tlease {format_lease(lease_left(info, now))}")
+        if info.rapid_commit:
+            lines.append("\trapid commit")
     server = server_of(info)
     if server is not None:
         lines.append(f"\tdhcp server {server}")
@@ -200,6 +203,7 @@ def render_json(info: CtlEngineInfo, ifname: str | None, now: float, wall: float
         "renewal_time": info.renewal_time if held else None,
         "rebinding_time": info.rebinding_time if held else None,
         "lease_expires_in": left,
+        "rapid_commit": info.rapid_commit if held else None,
         "requested_at": _iso(wall - (now - info.request_time)) if acked else None,
     }
 

@@ -35,6 +35,8 @@ The client protocol (every answer carries the request's peerid, which clients ig
   one listens).
 * CTL_PROCINFO (Empty): one CTL_PROCINFO (ProcInfo) each for the frontend, the parent
   and the engine, in the order they arrive, then CTL_END.
+* CTL_RELEASE (IfIndex): no answer; REQUEST_RELEASE to the engine for a managed
+  interface (dhcpleasectl release IF then polls until it shows Released), else ignored.
 
 The CTL_END acknowledgement of CTL_LOG_VERBOSE and CTL_RELOAD_RESULT are additions: they
 let dhcpleasectl tell a refused connection from an accepted command, and a failed reload
@@ -77,6 +79,7 @@ CLIENT_REQUESTS: Final[dict[ImsgType, type[imsg.Payload]]] = {
     ImsgType.CTL_RELOAD: imsg.Empty,
     ImsgType.CTL_MONITOR: imsg.Empty,
     ImsgType.CTL_PROCINFO: imsg.Empty,
+    ImsgType.CTL_RELEASE: imsg.IfIndex,
 }
 
 # to_main / to_engine: (type, payload, peerid) -> whether it was queued
@@ -285,6 +288,10 @@ class Control:
                 self.to_engine(ImsgType.REQUEST_REBOOT, data, 0)
             else:
                 self.to_main(ImsgType.MANAGE_IF, data, 0)
+        elif t is ImsgType.CTL_RELEASE:
+            assert isinstance(payload, imsg.IfIndex)
+            if payload.if_index != 0 and self.is_managed(payload.if_index):
+                self.to_engine(ImsgType.REQUEST_RELEASE, data, 0)
         elif t is ImsgType.CTL_LOG_VERBOSE:
             assert isinstance(payload, imsg.Verbose)
             self.set_verbose(payload.verbose)

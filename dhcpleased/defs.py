@@ -76,6 +76,7 @@ DHO_DHCP_RENEWAL_TIME: Final = 58
 DHO_DHCP_REBINDING_TIME: Final = 59
 DHO_DHCP_CLASS_IDENTIFIER: Final = 60
 DHO_DHCP_CLIENT_IDENTIFIER: Final = 61
+DHO_RAPID_COMMIT: Final = 80  # RFC 4039, always empty
 DHO_IPV6_ONLY_PREFERRED: Final = 108
 DHO_DOMAIN_SEARCH: Final = 119
 DHO_CLASSLESS_STATIC_ROUTES: Final = 121
@@ -99,6 +100,7 @@ MAX_EXP_BACKOFF_SLOW: Final = 64
 MAX_EXP_BACKOFF_FAST: Final = 2
 MIN_RENEW_RETRY: Final = 60  # renewing floor; this port applies it to rebinding too
 MIN_V6ONLY_WAIT: Final = 300  # RFC 8925 section 3.2
+RELEASE_WAIT: Final = 2  # longest wait for the frontend to say a DHCPRELEASE left (Linux)
 
 # --- Linux bits -----------------------------------------------------------------------------
 RTPROT_DHCP: Final = 16  # routes are tagged "proto dhcp"

@@ -40,6 +40,7 @@ class EngineConf:
     ignore: int = 0
     ignore_servers: tuple[IPv4Address, ...] = ()
     prefer_ipv6: bool = False
+    rapid_commit: bool = False
     c_id: bytes | None = None
     got_c_id: bool = False
     got_vc_id: bool = False
@@ -49,6 +50,7 @@ class EngineConf:
             prefer_ipv6=self.prefer_ipv6,
             ignore_dns=bool(self.ignore & defs.IGN_DNS),
             ignore_routes=bool(self.ignore & defs.IGN_ROUTES),
+            rapid_commit=self.rapid_commit,
         )
 
 
@@ -136,6 +138,7 @@ class Engine(ChildProcess):
             self.cur.ignore = ic.ignore
             self.cur.ignore_servers = ic.ignore_servers
             self.cur.prefer_ipv6 = ic.prefer_ipv6
+            self.cur.rapid_commit = ic.rapid_commit
         elif t in (ImsgType.RECONF_VC_ID, ImsgType.RECONF_C_ID):
             opt = imsg.OptionBytes.unpack(msg.data)
             cur = self.cur
@@ -168,6 +171,8 @@ class Engine(ChildProcess):
             self.update_if(imsg.IfInfo.unpack(msg.data))
         elif t is ImsgType.CTL_LOG_VERBOSE:
             log_setverbose(imsg.Verbose.unpack(msg.data).verbose)
+        elif t is ImsgType.REQUEST_RELEASE:  # SIGTERM, "release on exit"
+            self.release(imsg.IfIndex.unpack(msg.data).if_index, "exit")
         else:
             raise ImsgError("not a message main sends to the engine")
 
@@ -229,6 +234,12 @@ class Engine(ChildProcess):
             found = self.ifaces.get(imsg.IfIndex.unpack(msg.data).if_index)
             if found is not None:
                 self.apply(found, found.machine.request_reboot(now), "request")
+        elif t is ImsgType.REQUEST_RELEASE:  # dhcpleasectl release IF
+            self.release(imsg.IfIndex.unpack(msg.data).if_index, "release")
+        elif t is ImsgType.RELEASE_SENT:
+            found = self.ifaces.get(imsg.IfIndex.unpack(msg.data).if_index)
+            if found is not None:
+                self.apply(found, found.machine.release_sent(now), "release sent")
         elif t is ImsgType.CTL_LOG_VERBOSE:
             log_setverbose(imsg.Verbose.unpack(msg.data).verbose)
         elif t is ImsgType.CTL_SHOW_INTERFACE_INFO:
@@ -243,6 +254,12 @@ class Engine(ChildProcess):
                 self.frontend.compose(ImsgType.PROCINFO, info.pack(), peerid=msg.peerid)
         else:
             raise ImsgError("not a message the frontend sends to the engine")
+
+    def release(self, if_index: int, reason: str) -> None:
+        """Give an interface's lease back; an unknown one has none (it may just have gone)."""
+        iface = self.ifaces.get(if_index)
+        if iface is not None:
+            self.apply(iface, iface.machine.release(self.clock.now()), reason)
 
     def receive(self, d: imsg.Dhcp, now: float) -> None:
         """Parse an untrusted frame; anything wrong with it is logged and dropped."""
@@ -274,6 +291,8 @@ class Engine(ChildProcess):
                     return
                 log.warning("%s: client id mismatch in reply", iface.name)
         reason = _REPLY_REASONS.get(res.message_type or 0, "reply")
+        if reason == "ack" and iface.machine.state is fsm.State.INIT:
+            reason = "rapid commit"  # the only ACK Init takes (RFC 4039)
         self.apply(iface, iface.machine.receive(res, now), reason)
 
     def show_interface_info(self, if_index: int, msg: Imsg) -> None:
@@ -302,6 +321,7 @@ class Engine(ChildProcess):
             rebinding_time=m.rebinding_time,
             domain=m.domain,
             search=m.search,
+            rapid_commit=m.rapid_commit,
         )
         fe.compose(ImsgType.CTL_SHOW_INTERFACE_INFO, info.pack(), peerid=msg.peerid, pid=msg.pid)
 
@@ -330,6 +350,13 @@ class Engine(ChildProcess):
                     a.dhcp_server or ZERO,
                 )
                 self.compose_frontend(ImsgType.SEND_REQUEST, req.pack())
+            elif isinstance(a, fsm.SendRelease):
+                rel = imsg.ReqDhcp(
+                    iface.if_index, a.xid, a.ciaddr, ZERO, a.server_identifier, a.dhcp_server
+                )
+                self.compose_frontend(ImsgType.SEND_RELEASE, rel.pack())
+            elif isinstance(a, fsm.ForgetLease):
+                self.main.compose(ImsgType.RELEASED, imsg.IfIndex(iface.if_index).pack())
             elif isinstance(a, fsm.Configure):
                 iface.server = a.server
                 ci = imsg.ConfigureInterface(

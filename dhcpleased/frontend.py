@@ -3,7 +3,8 @@
 The frontend moves packets and never looks inside them: it holds the packet sockets the
 parent opened (filter locked), the UDP sockets for unicast renewals and the netlink socket
 for link events; it forwards every received frame to the engine as raw bytes and builds
-the DISCOVER/REQUEST frames the engine asks for from plain field values. Interfaces are
+the DISCOVER/REQUEST/RELEASE packets the engine asks for from plain field values (a
+RELEASE only ever unicast, RFC 2131 4.4.4). Interfaces are
 the ones the parent's configuration names; one that does not exist yet is picked up when
 the kernel announces it.
 
@@ -36,6 +37,12 @@ FRAMES_PER_WAKEUP = 64  # bound the work one readable socket can cause before ot
 ENGINE_HIGH_WATER = 64  # frames queued towards the engine before the packet sockets pause
 ENGINE_LOW_WATER = 16  # ... and resume: well below the high mark, so a pause is worth it
 DROP_LOG_INTERVAL = 60.0  # seconds between "engine busy" warnings
+ZERO = IPv4Address(0)
+_MESSAGE_TYPES = {
+    ImsgType.SEND_DISCOVER: defs.DHCPDISCOVER,
+    ImsgType.SEND_REQUEST: defs.DHCPREQUEST,
+    ImsgType.SEND_RELEASE: defs.DHCPRELEASE,
+}
 
 
 @dataclass
@@ -46,6 +53,7 @@ class FrontendConf:
     ignore: int = 0
     ignore_servers: tuple[IPv4Address, ...] = ()
     prefer_ipv6: bool = False
+    rapid_commit: bool = False
     vc_id: bytes | None = None
     c_id: bytes | None = None
     h_name: bytes | None = None  # b"" = send no host name
@@ -189,6 +197,7 @@ class Frontend(ChildProcess):
             self.cur = self.nconf.setdefault(ic.name, FrontendConf(ic.name))
             self.cur.ignore, self.cur.ignore_servers = ic.ignore, ic.ignore_servers
             self.cur.prefer_ipv6 = ic.prefer_ipv6
+            self.cur.rapid_commit = ic.rapid_commit
             return
         if t is ImsgType.RECONF_END:
             imsg.Empty.unpack(data)
@@ -403,6 +412,13 @@ class Frontend(ChildProcess):
         t = ImsgType(msg.type)
         if t in (ImsgType.SEND_DISCOVER, ImsgType.SEND_REQUEST):
             self.send_packet(t, imsg.ReqDhcp.unpack(msg.data))
+        elif t is ImsgType.SEND_RELEASE:
+            req = imsg.ReqDhcp.unpack(msg.data)
+            if ZERO in (req.ciaddr, req.server_identifier, req.dhcp_server):
+                raise ImsgError("DHCPRELEASE without address, server identifier or target")
+            self.send_packet(t, req)
+            # sent or not, the engine may now have the address removed
+            self.compose_engine(ImsgType.RELEASE_SENT, imsg.IfIndex(req.if_index).pack())
         elif t in (ImsgType.CTL_SHOW_INTERFACE_INFO, ImsgType.CTL_END):
             imsg.decode(t, msg.data, reply=True)  # garbage from a sibling is fatal
             if self.control is not None:
@@ -426,7 +442,7 @@ class Frontend(ChildProcess):
         else:
             host_name = conf.h_name or None
         r = packet.Request(
-            message_type=defs.DHCPDISCOVER if t is ImsgType.SEND_DISCOVER else defs.DHCPREQUEST,
+            message_type=_MESSAGE_TYPES[t],
             xid=req.xid,
             mac=iface.hw_address,
             ciaddr=req.ciaddr,
@@ -438,6 +454,7 @@ class Frontend(ChildProcess):
             client_id=conf.c_id,
             vendor_class_id=conf.vc_id,
             prefer_ipv6=conf.prefer_ipv6,
+            rapid_commit=conf.rapid_commit,
         )
         if not req.dhcp_server.is_unspecified and iface.udp is not None:
             try:
@@ -445,6 +462,11 @@ class Frontend(ChildProcess):
                 return
             except OSError as e:
                 log.debug("%s: unicast to %s: %s", iface.name, req.dhcp_server, e.strerror)
+        if t is ImsgType.SEND_RELEASE:  # RFC 2131 4.4.4: unicast, never broadcast
+            log.warning(
+                "%s: DHCPRELEASE not sent: no unicast path to %s", iface.name, req.dhcp_server
+            )
+            return
         if iface.bpf is None:  # sent by set_bpfsock when the socket arrives
             iface.pending = (t, req)
             return

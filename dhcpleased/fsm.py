@@ -72,6 +72,25 @@ Deliberate deviations from the original, each because the original is wrong or u
 - A renewal without a known server id is broadcast instead of being unicast to 0.0.0.0.
 - `reconfigure` with "ignore routes" newly set withdraws the lease's routes and forgets
   them; with "ignore dns" it withdraws the DNS proposal (the original: the same, by imsg).
+
+Additions the original does not have (issue 15):
+
+- `release` (dhcpleasectl release IF, or "release on exit" at SIGTERM) gives the lease
+  back. With a lease held, the server known and the link up, a DHCPRELEASE is asked for
+  (RFC 2131 4.4.6: ``ciaddr`` = the address, option 54; the frontend unicasts it) and the
+  machine waits in Releasing until the frontend says it left (`release_sent`; the timer,
+  `defs.RELEASE_WAIT`, bounds the wait), since the address must still be there to send
+  from. Then, or at once when there is nothing to send, Released: DNS, address and routes
+  are withdrawn, `ForgetLease` drops the lease file (a released address is not asked for
+  again by INIT-REBOOT), and the interface stays idle. Only a request (`request_reboot`:
+  dhcpleasectl IF, or a reload that changes the interface's block) starts it again; the
+  link coming back does not, because a release is the admin's word that this interface
+  should hold no lease, and a cable replugged or an access point re-joined is not the
+  admin speaking (each flap would otherwise undo the release). The link state is still
+  followed, so a request finds Init (link up) or Down.
+- Rapid commit (RFC 4039, ``FsmConfig.rapid_commit``): the frontend puts option 80 in the
+  DISCOVER; a DHCPACK is taken in Init only then, and only if it carries option 80 (one
+  without is dropped); an OFFER still leads to the four-message exchange.
 """
 
 from __future__ import annotations
@@ -105,6 +124,8 @@ class State(enum.Enum):
     REBINDING = "Rebinding"
     REBOOTING = "Rebooting"
     IPV6_ONLY = "IPv6 only"
+    RELEASING = "Releasing"
+    RELEASED = "Released"
 
 
 class Event(enum.Enum):
@@ -120,6 +141,8 @@ class Event(enum.Enum):
     REQUEST_REBOOT = "request reboot"
     RECONFIGURE = "reconfigure"
     REMOVE = "remove"
+    RELEASE = "release"
+    RELEASE_SENT = "release sent"
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +152,7 @@ class FsmConfig:
     prefer_ipv6: bool = False
     ignore_dns: bool = False
     ignore_routes: bool = False
+    rapid_commit: bool = False
 
 
 # --- actions ------------------------------------------------------------------------------
@@ -148,6 +172,21 @@ class SendRequest:
     requested_ip: IPv4Address | None
     server_identifier: IPv4Address | None
     dhcp_server: IPv4Address | None
+
+
+@dataclass(frozen=True, slots=True)
+class SendRelease:
+    """A DHCPRELEASE of ``ciaddr`` to ``server`` (option 54), unicast to ``dhcp_server``."""
+
+    xid: int
+    ciaddr: IPv4Address
+    server_identifier: IPv4Address
+    dhcp_server: IPv4Address
+
+
+@dataclass(frozen=True, slots=True)
+class ForgetLease:
+    """The lease was given back: the lease file goes too (no INIT-REBOOT for it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +239,8 @@ class Log:
 Action: TypeAlias = (
     SendDiscover
     | SendRequest
+    | SendRelease
+    | ForgetLease
     | Configure
     | Deconfigure
     | WithdrawRoutes
@@ -274,6 +315,7 @@ class Fsm:
         self._routes: tuple[Route, ...] = ()
         self._nameservers: tuple[IPv4Address, ...] = ()
         self._search: tuple[str, ...] = ()
+        self._link_up = False
         self._clear_lease()
 
     # --- read-only views (ctl report, lease file, engine) -----------------------------------
@@ -363,6 +405,11 @@ class Fsm:
     def ipv6_only_time(self) -> int:
         return self._ipv6_only_time
 
+    @property
+    def rapid_commit(self) -> bool:
+        """The lease came from a two-message exchange: DISCOVER answered by a DHCPACK."""
+        return self._rapid_commit
+
     # --- inputs ------------------------------------------------------------------------------
 
     def link_update(self, up: bool, remembered_ip: IPv4Address | None, now: float) -> list[Action]:
@@ -371,6 +418,7 @@ class Fsm:
         ``remembered_ip`` is the lease file's address; it is used only when no address is held.
         """
         event = Event.LINK_UP if up else Event.LINK_DOWN
+        self._link_up = up
         return self._dispatch(event, _Ctx(now, remembered=remembered_ip))
 
     def receive(self, msg: DhcpMessage, now: float) -> list[Action]:
@@ -402,6 +450,14 @@ class Fsm:
     def remove(self, now: float) -> list[Action]:
         """The interface is gone or no longer managed: withdraw DNS and deconfigure."""
         return self._dispatch(Event.REMOVE, _Ctx(now))
+
+    def release(self, now: float) -> list[Action]:
+        """Give the lease back (DHCPRELEASE when one can go) and stay idle until a request."""
+        return self._dispatch(Event.RELEASE, _Ctx(now))
+
+    def release_sent(self, now: float) -> list[Action]:
+        """The frontend is done with the DHCPRELEASE: now the address may go."""
+        return self._dispatch(Event.RELEASE_SENT, _Ctx(now))
 
     # --- dispatch ----------------------------------------------------------------------------
 
@@ -469,6 +525,9 @@ class Fsm:
     def _h_to_init(self, ctx: _Ctx) -> None:
         self._enter(State.INIT)
 
+    def _h_to_released(self, ctx: _Ctx) -> None:
+        self._enter(State.RELEASED)
+
     def _h_requesting_timeout(self, ctx: _Ctx) -> None:
         assert self._timo is not None
         slow = self._timo >= defs.MAX_EXP_BACKOFF_SLOW
@@ -510,6 +569,38 @@ class Fsm:
         )
         expired = elapsed + _SLACK >= self._lease_time
         self._enter(State.INIT if expired else State.REBINDING)
+
+    def _h_release(self, ctx: _Ctx) -> None:
+        """Send a DHCPRELEASE if one can be sent to the RFC's letter, else just let go."""
+        applied, server = self._applied, self._server_identifier
+        if applied is None or applied.stale:
+            self._enter(State.RELEASED)
+        elif server == _ZERO:
+            self._log(logging.WARNING, "no server identifier known: no DHCPRELEASE sent")
+            self._enter(State.RELEASED)
+        elif self._state is State.DOWN:
+            self._log(logging.WARNING, "link down: no DHCPRELEASE sent")
+            self._enter(State.RELEASED)
+        else:
+            self._enter(State.RELEASING)
+
+    def _h_forget(self, ctx: _Ctx) -> None:
+        self._out.append(ForgetLease())
+
+    def _h_released_request(self, ctx: _Ctx) -> None:
+        self._enter(State.INIT if self._link_up else State.DOWN)
+
+    def _h_rapid_ack(self, ctx: _Ctx) -> None:
+        """A DHCPACK in Init: the answer to our DISCOVER's option 80, or nothing (RFC 4039)."""
+        msg = ctx.msg
+        assert msg is not None
+        if not self._config.rapid_commit:
+            self._h_unexpected(ctx)
+        elif not msg.rapid_commit:
+            self._log(logging.DEBUG, "ignoring DHCPACK without rapid commit in Init")
+        else:
+            self._h_ack(ctx)
+            self._rapid_commit = self._state is State.BOUND
 
     def _h_offer(self, ctx: _Ctx) -> None:
         msg = ctx.msg
@@ -655,6 +746,7 @@ class Fsm:
         self._rebinding_time = 0
         self._request_time = 0.0
         self._ipv6_only_time = 0
+        self._rapid_commit = False
 
     def _proposal(self) -> ProposeRdns | None:
         if self._config.ignore_dns or not self._nameservers:
@@ -727,7 +819,14 @@ class Fsm:
                 req = SendRequest(self._xid, ip, None, None, target)
             case State.REBINDING:
                 req = SendRequest(self._xid, ip, None, None, None)
-            case State.DOWN | State.INIT | State.BOUND | State.IPV6_ONLY:
+            case (
+                State.DOWN
+                | State.INIT
+                | State.BOUND
+                | State.IPV6_ONLY
+                | State.RELEASING
+                | State.RELEASED
+            ):
                 raise InvalidTransition(f"no DHCPREQUEST in {self._state.value}")
             case _:
                 assert_never(self._state)
@@ -799,6 +898,29 @@ class Fsm:
                 self._drop_lease()
                 self._ipv6_only_time = ipv6_only_time
                 timo = ipv6_only_time
+            case State.RELEASING:
+                self._xid = self._rng.getrandbits(32)  # Table 5: a new xid, the client's
+                applied = self._applied
+                assert applied is not None
+                self._log(
+                    logging.INFO, f"DHCPRELEASE of {applied.address} to {self._server_identifier}"
+                )
+                self._out.append(
+                    SendRelease(
+                        self._xid,
+                        applied.address,
+                        self._server_identifier,
+                        self._dhcp_server
+                        if self._dhcp_server != _ZERO
+                        else self._server_identifier,
+                    )
+                )
+                timo = defs.RELEASE_WAIT
+            case State.RELEASED:
+                self._drop_lease()
+                self._xid = self._rng.getrandbits(32)  # whatever was in flight is stale now
+                self._out.append(ForgetLease())
+                timo = None
             case _:
                 assert_never(new)
         self._timo = timo
@@ -840,6 +962,8 @@ def _build_table() -> dict[tuple[State, Event], Cell]:
         table[(st, e.OTHER)] = _cell(f._h_unimplemented)
         table[(st, e.RECONFIGURE)] = _cell(f._h_reconfigure)
         table[(st, e.REMOVE)] = _cell(f._h_remove, s.DOWN)
+        table[(st, e.RELEASE)] = _cell(f._h_release, s.RELEASING, s.RELEASED)
+        table[(st, e.RELEASE_SENT)] = _cell(f._h_nothing)  # a late or stray word: no-op
         if st in (s.BOUND, s.RENEWING, s.REBINDING, s.REBOOTING):  # an address is held
             table[(st, e.LINK_UP)] = _cell(f._h_link_up, s.REBOOTING)
             table[(st, e.REQUEST_REBOOT)] = _cell(f._h_to_rebooting, s.REBOOTING)
@@ -863,6 +987,17 @@ def _build_table() -> dict[tuple[State, Event], Cell]:
     table[(s.REBOOTING, e.REQUEST_REBOOT)] = _cell(f._h_restart, s.REBOOTING)
     table[(s.IPV6_ONLY, e.TIMEOUT)] = _cell(f._h_to_init, s.INIT)
     table[(s.IPV6_ONLY, e.REQUEST_REBOOT)] = _cell(f._h_to_init, s.INIT)
+    table[(s.INIT, e.ACK)] = _cell(f._h_rapid_ack, s.BOUND, s.IPV6_ONLY)
+    # Releasing: the address stays until the DHCPRELEASE left, then Released; everything
+    # else waits (a request is not lost: dhcpleasectl release returns once Released).
+    for ev in (e.LINK_UP, e.LINK_DOWN, e.REQUEST_REBOOT, e.RELEASE):
+        table[(s.RELEASING, ev)] = _cell(f._h_nothing)
+        table[(s.RELEASED, ev)] = _cell(f._h_nothing)
+    table[(s.RELEASING, e.RELEASE_SENT)] = _cell(f._h_to_released, s.RELEASED)
+    table[(s.RELEASING, e.TIMEOUT)] = _cell(f._h_to_released, s.RELEASED)
+    table[(s.RELEASED, e.TIMEOUT)] = _cell(f._h_nothing)
+    table[(s.RELEASED, e.REQUEST_REBOOT)] = _cell(f._h_released_request, s.INIT, s.DOWN)
+    table[(s.RELEASED, e.RELEASE)] = _cell(f._h_forget)  # done already: say so again
     return table
 
 

@@ -35,6 +35,7 @@ MAX_PAYLOAD: Final = MAX_IMSGSIZE - HEADER.size
 # The fsm's state names (fsm.State values); the ctl report and monitor events carry them.
 STATE_NAMES: Final = frozenset(
     {"Down", "Init", "Requesting", "Bound", "Renewing", "Rebinding", "Rebooting", "IPv6 only"}
+    | {"Releasing", "Released"}
 )
 STATE_SIZE: Final = 16  # the original's state[sizeof("IF_INIT_REBOOT")], rounded up
 PROC_NAME_SIZE: Final = 16
@@ -94,6 +95,11 @@ class ImsgType(enum.IntEnum):
     PROCINFO = enum.auto()  # main/engine -> fe: own ProcInfo, answering CTL_PROCINFO (peerid kept)
     MANAGE_IF = enum.auto()  # fe -> main: dhcpleasectl asked about an unmanaged interface
     CTL_RELOAD_RESULT = enum.auto()  # main -> fe -> ctl: how a dhcpleasectl reload went
+    CTL_RELEASE = enum.auto()  # ctl -> fe: dhcpleasectl release IF (no answer)
+    REQUEST_RELEASE = enum.auto()  # fe -> engine (ctl), main -> engine (release on exit)
+    SEND_RELEASE = enum.auto()  # engine -> fe: unicast a DHCPRELEASE (ReqDhcp)
+    RELEASE_SENT = enum.auto()  # fe -> engine: done with SEND_RELEASE, the address may go
+    RELEASED = enum.auto()  # engine -> main: lease given back, drop its lease file
 
 
 def type_name(t: int) -> str:
@@ -578,19 +584,21 @@ class IfaceConf(Payload):
     ignore: int = field(metadata=_m(_Int(mask=defs.IGN_ROUTES | defs.IGN_DNS)))
     ignore_servers: tuple[IPv4Address, ...] = field(metadata=_m(_Addrs(defs.MAX_SERVERS)))
     prefer_ipv6: bool = field(metadata=_m(_BOOL))
+    rapid_commit: bool = field(default=False, metadata=_m(_BOOL))  # "send rapid commit"
 
 
 @_wire
 @dataclass(frozen=True, slots=True)
 class ReqDhcp(Payload):
-    """imsg_req_dhcp: what the frontend needs to build a DISCOVER/REQUEST (0.0.0.0 = unset)."""
+    """imsg_req_dhcp: what the frontend needs to build a DISCOVER/REQUEST/RELEASE (0.0.0.0 =
+    unset)."""
 
     if_index: int = field(metadata=_m(_U32C))
     xid: int = field(metadata=_m(_U32C))
     ciaddr: IPv4Address = field(metadata=_m(_ADDR))
     requested_ip: IPv4Address = field(metadata=_m(_ADDR))
     server_identifier: IPv4Address = field(metadata=_m(_ADDR))
-    dhcp_server: IPv4Address = field(metadata=_m(_ADDR))  # set only in RENEWING: the unicast target
+    dhcp_server: IPv4Address = field(metadata=_m(_ADDR))  # unicast target: RENEWING, RELEASE
 
 
 @_wire
@@ -677,6 +685,7 @@ class CtlEngineInfo(Payload):
     rebinding_time: int = field(metadata=_m(_U32C))
     domain: str = field(metadata=_m(_DOMAIN))
     search: tuple[str, ...] = field(metadata=_m(_SEARCH))
+    rapid_commit: bool = field(default=False, metadata=_m(_BOOL))  # lease from DISCOVER + ACK
 
 
 @_wire
@@ -833,6 +842,11 @@ PAYLOAD: Final[dict[ImsgType, type[Payload]]] = {
     _T.PROCINFO: ProcInfo,
     _T.MANAGE_IF: IfIndex,
     _T.CTL_RELOAD_RESULT: ReloadResult,
+    _T.CTL_RELEASE: IfIndex,
+    _T.REQUEST_RELEASE: IfIndex,
+    _T.SEND_RELEASE: ReqDhcp,
+    _T.RELEASE_SENT: IfIndex,
+    _T.RELEASED: IfIndex,
 }
 
 # Types whose answer (same type, opposite direction) has another layout.

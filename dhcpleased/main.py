@@ -162,11 +162,15 @@ ALLOWED: dict[str, frozenset[ImsgType]] = {
             ImsgType.WITHDRAW_ROUTES,
             ImsgType.PROPOSE_RDNS,
             ImsgType.WITHDRAW_RDNS,
+            ImsgType.RELEASED,
         }
     ),
 }
 CHILD_EXIT_GRACE = 3.0
 CONFIG_HEADROOM = 256  # RECONF_* messages queued towards a child before the parent waits
+# SIGTERM with "release on exit": longest wait for the leases to be given back (the
+# engine's own wait for the DHCPRELEASE to leave, defs.RELEASE_WAIT, plus netlink work).
+RELEASE_EXIT_WAIT = 5.0
 
 
 def take_lock(path: str) -> int | None:
@@ -208,6 +212,14 @@ def is_unicast(addr: IPv4Address) -> bool:
 _CLASS_E = IPv4Network("240.0.0.0/4")
 
 
+def _if_index(name: str) -> int:
+    """The kernel's index for an interface name now, 0 if there is none."""
+    try:
+        return socket.if_nametoindex(name)
+    except OSError:
+        return 0
+
+
 def prefixlen(mask: IPv4Address) -> int:
     return bin(int(mask)).count("1")
 
@@ -241,7 +253,12 @@ def managed_ifaces(
 # Engine messages that undo what the engine did: still carried out for an interface a
 # reload stopped managing (the engine sends them as it forgets the interface).
 REMOVALS: frozenset[ImsgType] = frozenset(
-    {ImsgType.DECONFIGURE_INTERFACE, ImsgType.WITHDRAW_ROUTES, ImsgType.WITHDRAW_RDNS}
+    {
+        ImsgType.DECONFIGURE_INTERFACE,
+        ImsgType.WITHDRAW_ROUTES,
+        ImsgType.WITHDRAW_RDNS,
+        ImsgType.RELEASED,
+    }
 )
 Messages = dict[str, list[tuple[ImsgType, bytes]]]
 
@@ -261,7 +278,9 @@ def reconf_messages(ifaces: Iterable[IfaceConf]) -> Messages:
         common = [
             (
                 ImsgType.RECONF_IFACE,
-                imsg.IfaceConf(ic.name, ignore, ic.ignore_servers, ic.prefer_ipv6).pack(),
+                imsg.IfaceConf(
+                    ic.name, ignore, ic.ignore_servers, ic.prefer_ipv6, ic.rapid_commit
+                ).pack(),
             )
         ]
         if ic.vc_id is not None:
@@ -375,6 +394,7 @@ class Main:
         self.notifier = sdnotify.Notifier()  # connected now, before any sandbox goes up
         self.bound: dict[str, str] = {}  # ifname -> "addr/len", for systemd's STATUS=
         self.loop.set_exception_handler(exception_handler(self.fail))  # a bug ends the daemon
+        self.releasing: set[int] | None = None  # on exit: leases still being given back
 
     # --- life cycle ---------------------------------------------------------------------------
     async def run(self) -> int:
@@ -400,7 +420,7 @@ class Main:
         worker = None
         if not self.done.done():
             for signo in (signal.SIGTERM, signal.SIGINT):
-                self.loop.add_signal_handler(signo, self.finish, 0)
+                self.loop.add_signal_handler(signo, self.terminate)
             self.loop.add_signal_handler(signal.SIGHUP, self.reload)
             worker = self.loop.create_task(self.worker())
             log.info("startup")
@@ -459,6 +479,38 @@ class Main:
     def finish(self, code: int) -> None:
         if not self.done.done():
             self.done.set_result(code)
+
+    def terminate(self) -> None:
+        """SIGTERM/SIGINT: exit, once the interfaces with "release on exit" have given their
+        lease back (DHCPRELEASE sent, address, routes and DNS gone) or RELEASE_EXIT_WAIT
+        has passed; a second signal exits at once."""
+        if self.releasing is not None:
+            self.finish(0)
+            return
+        wanted = set()
+        for if_index, name in self.ifnames.items():
+            ic = self.managed.get(name)
+            if ic is not None and ic.release_on_exit and _if_index(name) == if_index:
+                wanted.add(if_index)
+        if not wanted:
+            self.finish(0)
+            return
+        self.releasing = wanted
+        log.info(
+            "releasing the leases of %s before exiting",
+            " ".join(sorted(self.ifnames[i] for i in wanted)),
+        )
+        for if_index in sorted(wanted):
+            self.children["engine"].channel.compose(
+                ImsgType.REQUEST_RELEASE, imsg.IfIndex(if_index).pack()
+            )
+        self.loop.call_later(RELEASE_EXIT_WAIT, self.release_timeout)
+
+    def release_timeout(self) -> None:
+        if self.releasing:
+            names = " ".join(sorted(self.ifnames[i] for i in self.releasing))
+            log.warning("exiting before the leases of %s were released", names)
+        self.finish(0)
 
     def status_line(self) -> str:
         """systemd's STATUS=: the addresses this daemon configured, one line."""
@@ -712,6 +764,11 @@ class Main:
                 self.fail("engine proposed a non-unicast nameserver")
                 return
             self.serve(mtype, name, partial(self.propose_rdns, name, rdns))
+        elif mtype is ImsgType.RELEASED:
+            if_index = imsg.IfIndex.unpack(data).if_index
+            name = self.known_ifname(if_index)
+            if name is not None:  # queued after the DECONFIGURE that came before it
+                self.serve(mtype, name, partial(self.released, name, if_index))
 
     # --- privileged work ----------------------------------------------------------------------
     async def send_bpfsock(self, if_index: int, name: str) -> None:
@@ -776,6 +833,20 @@ class Main:
         await self.kroute.deconfigure(ci.if_index, ci.addr, ci.mask, ci.routes)
         if self.bound.pop(name, None) is not None:
             self.notifier.status(self.status_line())
+
+    async def released(self, name: str, if_index: int) -> None:
+        """The lease was given back: no INIT-REBOOT for it; on exit, one fewer to wait for."""
+        log.info("lease on %s released", name)
+        try:
+            os.unlink(self.lease_path(name))
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            log.warning("cannot remove lease file of %s: %s", name, e.strerror)
+        if self.releasing is not None:
+            self.releasing.discard(if_index)
+            if not self.releasing:
+                self.finish(0)
 
     async def propose_rdns(self, name: str, rdns: imsg.ProposeRdns) -> None:
         log.info("adding nameservers %s on %s", " ".join(map(str, rdns.rdns)), name)

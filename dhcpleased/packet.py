@@ -11,8 +11,9 @@ follow engine.c's parse_dhcp (v1.59): a wrong length on 1, 51, 53, 54, 58, 59 or
 empty or ragged (not n x 4) 3 or 6, a bad prefix or a short route in 121, an option that
 overruns the packet or lacks its length byte drop the reply, as there. Options the
 original does not parse at all cannot cost a reply here either: a 26 that is not 2 bytes,
-a 42 that is not n x 4 and a 119 whose names do not decode are ignored, each noted in
-`DhcpMessage.ignored` for the engine's debug log; an empty 12 or 15 counts as absent.
+a 42 that is not n x 4, an 80 (rapid commit, RFC 4039) that is not empty and a 119 whose
+names do not decode are ignored, each noted in `DhcpMessage.ignored` for the engine's debug
+log; an empty 12 or 15 counts as absent.
 Choices where the original is silent or unsafe:
 
 - Several instances of one option: fixed-size options (1, 26, 51, 53, 54, 58, 59, 108)
@@ -74,10 +75,11 @@ _FIXED_LEN = {
     defs.DHO_DHCP_RENEWAL_TIME: 4,
     defs.DHO_DHCP_REBINDING_TIME: 4,
     defs.DHO_IPV6_ONLY_PREFERRED: 4,
+    defs.DHO_RAPID_COMMIT: 0,
 }
 _ADDR_LISTS = frozenset({defs.DHO_ROUTERS, defs.DHO_DOMAIN_NAME_SERVERS, defs.DHO_NTP_SERVERS})
 # Of those, the ones engine.c never looks at: a malformed one is ignored, not the reply.
-_LENIENT = frozenset({defs.DHO_INTERFACE_MTU, defs.DHO_NTP_SERVERS})
+_LENIENT = frozenset({defs.DHO_INTERFACE_MTU, defs.DHO_NTP_SERVERS, defs.DHO_RAPID_COMMIT})
 _CONCAT = _ADDR_LISTS | {
     defs.DHO_HOST_NAME,
     defs.DHO_DOMAIN_NAME,
@@ -157,6 +159,7 @@ class DhcpMessage:
     unknown: tuple[tuple[int, bytes], ...]
     trailing_garbage: int = 0  # bytes after END that are not pads (the original logs them)
     ignored: tuple[str, ...] = ()  # malformed options dropped on their own ("option 26 ...")
+    rapid_commit: bool = False  # an empty option 80: a DHCPACK answering a DISCOVER (RFC 4039)
 
     def routes(self) -> tuple[Route, ...]:
         """Routes to install: option 121 overrides option 3 (RFC 3442), whatever the order."""
@@ -435,6 +438,7 @@ def _parse_bootp(
         unknown=tuple(unknown),
         trailing_garbage=garbage,
         ignored=tuple(ignored),
+        rapid_commit=defs.DHO_RAPID_COMMIT in fixed,
     )
 
 
@@ -549,6 +553,7 @@ class Request:
     client_id: bytes | None = None
     vendor_class_id: bytes | None = None
     prefer_ipv6: bool = False
+    rapid_commit: bool = False  # a DISCOVER asks for a two-message exchange (RFC 4039)
 
 
 def _opt(code: int, value: bytes) -> bytes:
@@ -561,6 +566,9 @@ def build_bootp(req: Request) -> bytes:
 
     Empty host name/vendor class are not sent (a zero-length option is invalid); values
     longer than 255 bytes are cut.  ``mac`` must be 6 bytes (``ValueError`` otherwise).
+    A DISCOVER with ``rapid_commit`` ends with an empty option 80 (RFC 4039).  A
+    DHCPRELEASE carries what RFC 2131 table 5 allows it: ``ciaddr``, 53, 61 and 54 (which
+    it MUST have; dnsmasq ignores a RELEASE without it), never 12, 50, 55 or 60.
     """
     if len(req.mac) != defs.ETH_ALEN:
         raise ValueError(f"MAC must be {defs.ETH_ALEN} bytes, got {len(req.mac)}")
@@ -584,10 +592,16 @@ def build_bootp(req: Request) -> bytes:
         defs.DHCP_COOKIE,
         _opt(defs.DHO_DHCP_MESSAGE_TYPE, bytes((req.message_type,))),
     ]
-    if req.host_name:
+    release = req.message_type == defs.DHCPRELEASE
+    if req.host_name and not release:
         out.append(_opt(defs.DHO_HOST_NAME, req.host_name))
     client_id = req.client_id if req.client_id is not None else b"\x01" + req.mac
     out.append(_opt(defs.DHO_DHCP_CLIENT_IDENTIFIER, client_id))
+    if release:
+        if req.server_identifier is None or req.server_identifier == _ZERO:
+            raise ValueError("a DHCPRELEASE needs the server identifier")
+        out.append(_opt(defs.DHO_DHCP_SERVER_IDENTIFIER, req.server_identifier.packed))
+        return _end(out)
     if req.vendor_class_id:
         out.append(_opt(defs.DHO_DHCP_CLASS_IDENTIFIER, req.vendor_class_id))
     prl = defs.REQUEST_LIST + ((defs.DHO_IPV6_ONLY_PREFERRED,) if req.prefer_ipv6 else ())
@@ -596,9 +610,14 @@ def build_bootp(req: Request) -> bytes:
         out.append(_opt(defs.DHO_DHCP_REQUESTED_ADDRESS, req.requested_ip.packed))
     if req.server_identifier is not None and req.server_identifier != _ZERO:
         out.append(_opt(defs.DHO_DHCP_SERVER_IDENTIFIER, req.server_identifier.packed))
-    out.append(bytes((defs.DHO_END,)))
-    payload = b"".join(out)
-    return payload.ljust(defs.DHCP_MIN_PACKET, b"\0")
+    if req.rapid_commit and req.message_type == defs.DHCPDISCOVER:
+        out.append(_opt(defs.DHO_RAPID_COMMIT, b""))
+    return _end(out)
+
+
+def _end(options: list[bytes]) -> bytes:
+    options.append(bytes((defs.DHO_END,)))
+    return b"".join(options).ljust(defs.DHCP_MIN_PACKET, b"\0")
 
 
 def build_frame(req: Request) -> bytes:

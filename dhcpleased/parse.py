@@ -53,7 +53,9 @@ KEYWORDS = frozenset(
     {
         "class",
         "client",
+        "commit",
         "dns",
+        "exit",
         "host",
         "id",
         "ignore",
@@ -61,7 +63,10 @@ KEYWORDS = frozenset(
         "ipv6",
         "name",
         "no",
+        "on",
         "prefer",
+        "rapid",
+        "release",
         "routes",
         "send",
         "vendor",
@@ -99,6 +104,8 @@ class IfaceConf:
     ignore_routes: bool = False
     ignore_servers: tuple[IPv4Address, ...] = ()  # <= defs.MAX_SERVERS
     prefer_ipv6: bool = False
+    rapid_commit: bool = False  # send rapid commit (RFC 4039)
+    release_on_exit: bool = False  # DHCPRELEASE and deconfigure on SIGTERM/SIGINT
 
 
 @dataclass(frozen=True, slots=True)
@@ -468,6 +475,8 @@ class _IfaceBuilder:
     ignore_routes: bool = False
     ignore_servers: list[IPv4Address] = field(default_factory=list)
     prefer_ipv6: bool = False
+    rapid_commit: bool = False
+    release_on_exit: bool = False
 
     def freeze(self) -> IfaceConf:
         return IfaceConf(
@@ -479,6 +488,8 @@ class _IfaceBuilder:
             ignore_routes=self.ignore_routes,
             ignore_servers=tuple(self.ignore_servers),
             prefer_ipv6=self.prefer_ipv6,
+            rapid_commit=self.rapid_commit,
+            release_on_exit=self.release_on_exit,
         )
 
 
@@ -605,6 +616,12 @@ class _Actions(Transformer[Token, None]):
 
     def prefer_ipv6(self, children: list[Token]) -> None:
         self._iface().prefer_ipv6 = True
+
+    def rapid_commit(self, children: list[Token]) -> None:
+        self._iface().rapid_commit = True
+
+    def release_on_exit(self, children: list[Token]) -> None:
+        self._iface().release_on_exit = True
 
 
 # --- driver ---------------------------------------------------------------------------------

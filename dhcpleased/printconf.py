@@ -138,6 +138,10 @@ def _print_iface(iface: IfaceConf) -> list[str]:
     lines.extend(f"\tignore {server}" for server in iface.ignore_servers)
     if iface.prefer_ipv6:
         lines.append("\tprefer ipv6")
+    if iface.rapid_commit:
+        lines.append("\tsend rapid commit")
+    if iface.release_on_exit:
+        lines.append("\trelease on exit")
     lines.append("}")
     return lines
 

@@ -34,7 +34,7 @@ PACKET_OUTGOING = 4
 RTMGRP_IPV4_IFADDR = 0x10
 RTM_NEWADDR, RTM_DELADDR = 20, 21
 IFA_LOCAL = 2
-TYPES = {1: "discover", 2: "offer", 3: "request", 4: "decline", 5: "ack", 6: "nak"}
+TYPES = {1: "discover", 2: "offer", 3: "request", 4: "decline", 5: "ack", 6: "nak", 7: "release"}
 
 
 def program(server_ip: str) -> tuple[bpf.Insn, ...]:

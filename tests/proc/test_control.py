@@ -398,6 +398,20 @@ async def test_send_request_reboots_or_asks_the_parent_to_manage(rig: Rig) -> No
     c.close()
 
 
+async def test_release_goes_to_the_engine_for_a_managed_interface_only(rig: Rig) -> None:
+    rig.backend.managed.add(3)
+    c = await connect(rig)
+    for index in (3, 4, 0):
+        c.send(ImsgType.CTL_RELEASE, imsg.IfIndex(index).pack())
+    c.send(ImsgType.CTL_RELEASE, b"\0" * 3)  # wrong size: ignored
+    await settle()
+    assert [(role, t, imsg.IfIndex.unpack(d).if_index) for role, t, d, _ in rig.backend.sent] == [
+        ("engine", ImsgType.REQUEST_RELEASE, 3),
+    ]
+    await c.quiet()  # no answer: dhcpleasectl polls for Released
+    c.close()
+
+
 async def test_log_verbose_and_reload_are_forwarded_and_acknowledged(rig: Rig) -> None:
     c = await connect(rig)
     c.send(ImsgType.CTL_LOG_VERBOSE, imsg.Verbose(1).pack())

@@ -135,7 +135,7 @@ def test_nameservers_stop_at_the_first_zero() -> None:
 JSON_KEYS = {
     "version", "ifname", "if_index", "state", "running", "link_state", "address", "netmask",
     "prefixlen", "routes", "nameservers", "domain", "search", "server", "lease_time",
-    "renewal_time", "rebinding_time", "lease_expires_in", "requested_at",
+    "renewal_time", "rebinding_time", "lease_expires_in", "requested_at", "rapid_commit",
 }  # fmt: skip
 
 
@@ -172,7 +172,7 @@ def test_json_without_a_lease_has_nulls_where_the_text_has_no_lines() -> None:
     assert set(obj) == JSON_KEYS
     for key in ("address", "netmask", "prefixlen", "domain", "server", "lease_time"):
         assert obj[key] is None, key
-    assert (obj["lease_expires_in"], obj["requested_at"]) == (None, None)
+    assert (obj["lease_expires_in"], obj["requested_at"], obj["rapid_commit"]) == (None,) * 3
     assert (obj["routes"], obj["nameservers"], obj["search"]) == ([], [], [])
 
 
@@ -248,3 +248,20 @@ def test_ffs_and_route_len() -> None:
     assert [output.ffs(v) for v in (0, 1, 2, 0x80000000)] == [0, 1, 2, 32]
     assert output.route_len(A("255.255.255.0")) == 24
     assert output.route_len(A("0.0.0.0")) == 33
+
+
+def test_rapid_commit_line_and_key() -> None:
+    """A lease from a two-message exchange says so after the lease line, and in -j."""
+    text = output.render_text(info(rapid_commit=True), "em0", NOW)
+    assert text.splitlines()[4:6] == ["\tlease 12 hours", "\trapid commit"]
+    assert "rapid commit" not in output.render_text(info(), "em0", NOW)
+    assert output.render_json(info(rapid_commit=True), "em0", NOW, 0.0)["rapid_commit"] is True
+    assert output.render_json(info(), "em0", NOW, 0.0)["rapid_commit"] is False
+
+
+def test_released_shows_only_the_state() -> None:
+    i = info(state="Released", requested_ip=ZERO, server_identifier=ZERO, routes=(),
+             nameservers=(), lease_time=0, request_time=0.0)  # fmt: skip
+    assert output.render_text(i, "em0", NOW) == "em0 [Released]\n"
+    obj = output.render_json(i, "em0", NOW, 0.0)
+    assert (obj["state"], obj["address"], obj["server"]) == ("Released", None, None)

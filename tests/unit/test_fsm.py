@@ -18,12 +18,14 @@ from dhcpleased.fsm import (
     Configure,
     Deconfigure,
     Event,
+    ForgetLease,
     Fsm,
     FsmConfig,
     InvalidTransition,
     Log,
     ProposeRdns,
     SendDiscover,
+    SendRelease,
     SendRequest,
     State,
     WithdrawRdns,
@@ -146,6 +148,20 @@ def to_down_held(f: Fsm) -> Fsm:
     to_bound(f)
     f.link_update(False, None, T0 + 10)
     assert f.state is State.DOWN and f.deadline is not None
+    return f
+
+
+def to_releasing(f: Fsm) -> Fsm:
+    to_bound(f)
+    f.release(T0 + 1)
+    assert f.state is State.RELEASING and f.deadline is not None
+    return f
+
+
+def to_released(f: Fsm) -> Fsm:
+    to_releasing(f)
+    f.release_sent(T0 + 1.01)
+    assert f.state is State.RELEASED and f.deadline is None
     return f
 
 
@@ -725,6 +741,7 @@ _ACK_VARIANTS = st.fixed_dictionaries(
         "dns": st.sampled_from([(), NS, NS[:1], (ZERO, NS[0])]),
         "domain_name": st.sampled_from([None, "example.org", "other.example"]),
         "ipv6_only_wait": st.sampled_from([None, 0, 1, 1800]),
+        "rapid_commit": st.booleans(),
     }
 )
 _ACKS = st.one_of(st.just({}), st.just({}), st.just({}), _ACK_VARIANTS)  # mostly a sound lease
@@ -732,7 +749,7 @@ _ACKS = st.one_of(st.just({}), st.just({}), st.just({}), _ACK_VARIANTS)  # mostl
 _MESSAGE_TYPES = st.sampled_from(
     ["auto", "auto", "auto", defs.DHCPOFFER, defs.DHCPACK, defs.DHCPNAK, defs.DHCPREQUEST, None]
 )
-_CONFIGS = st.builds(FsmConfig, st.booleans(), st.booleans(), st.booleans())
+_CONFIGS = st.builds(FsmConfig, st.booleans(), st.booleans(), st.booleans(), st.booleans())
 _RARE_STEPS = st.one_of(
     st.tuples(st.just("up"), st.sampled_from([None, ADDR, ADDR2, ZERO])),
     st.tuples(st.just("down")),
@@ -741,6 +758,8 @@ _RARE_STEPS = st.one_of(
     st.tuples(st.just("reboot")),
     st.tuples(st.just("reconf"), _CONFIGS),
     st.tuples(st.just("remove")),
+    st.tuples(st.just("release")),
+    st.tuples(st.just("release_sent")),
 )
 # Mostly the expected reply or the timer firing, so runs get deep into a lease.
 _STEPS = st.one_of(
@@ -779,6 +798,10 @@ class _Model:
                     self.proposed = True
                 case WithdrawRdns():
                     self.proposed = False
+                case SendRelease():
+                    assert a.ciaddr == self.configured and a.server_identifier != ZERO, a
+                case ForgetLease():
+                    assert self.configured is None and not self.proposed
                 case SendDiscover() | SendRequest() | Log():
                     pass
 
@@ -800,6 +823,10 @@ class _Model:
                 assert self.configured is None
         if f.state is State.REBOOTING:
             assert f.requested_ip != ZERO
+        if f.state is State.RELEASING:  # the address stays until the DHCPRELEASE left
+            assert self.configured is not None and f.deadline is not None
+        if f.state is State.RELEASED:
+            assert self.configured is None and not self.proposed and f.deadline is None
 
 
 @settings(max_examples=300, deadline=None)
@@ -851,6 +878,10 @@ def test_random_sequences_keep_the_invariants(
                 out = f.reconfigure(config, now)
             case ("remove",):
                 out = f.remove(now)
+            case ("release",):
+                out = f.release(now)
+            case ("release_sent",):
+                out = f.release_sent(now)
             case _:
                 raise AssertionError(step)
         model.apply(out)

@@ -273,13 +273,18 @@ def test_type_name() -> None:
 def test_type_order() -> None:
     names_ = [t.name for t in ImsgType]
     assert names_[:4] == ["NONE", "CTL_LOG_VERBOSE", "CTL_SHOW_INTERFACE_INFO", "CTL_SEND_REQUEST"]
-    assert names_[-6:] == [
+    assert names_[-11:] == [
         "CTL_MONITOR",
         "CTL_MONITOR_EVENT",
         "CTL_PROCINFO",
         "PROCINFO",
         "MANAGE_IF",
         "CTL_RELOAD_RESULT",
+        "CTL_RELEASE",
+        "REQUEST_RELEASE",
+        "SEND_RELEASE",
+        "RELEASE_SENT",
+        "RELEASED",
     ]
     assert [int(t) for t in ImsgType] == list(range(len(names_)))
 

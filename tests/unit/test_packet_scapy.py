@@ -5,6 +5,7 @@ from __future__ import annotations
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scapy.layers.dhcp import BOOTP, DHCP
@@ -12,7 +13,15 @@ from scapy.layers.inet import IP, UDP, IPOption
 from scapy.layers.l2 import Ether
 
 from dhcpleased import defs
-from dhcpleased.packet import DhcpMessage, Rejection, Request, Route, build_frame, parse_frame
+from dhcpleased.packet import (
+    DhcpMessage,
+    Rejection,
+    Request,
+    Route,
+    build_bootp,
+    build_frame,
+    parse_frame,
+)
 from tests.unit.frames import CLIENT_MAC, SERVER, SERVER_MAC, XID, YIADDR
 
 A = IPv4Address
@@ -236,6 +245,7 @@ requests = st.builds(
     client_id=st.none() | st.binary(min_size=1, max_size=255),
     vendor_class_id=st.none() | st.binary(min_size=1, max_size=255),
     prefer_ipv6=st.booleans(),
+    rapid_commit=st.booleans(),
 )
 
 
@@ -260,4 +270,49 @@ def test_our_requests_in_scapy(req: Request) -> None:
     assert opts.get("vendor_class_id") == (None if vc is None else (vc,))
     prl = list(defs.REQUEST_LIST) + ([108] if req.prefer_ipv6 else [])
     assert list(opts["param_req_list"][0]) == prl
+    rapid = req.rapid_commit and req.message_type == defs.DHCPDISCOVER  # RFC 4039: DISCOVER only
+    assert opts.get("rapid_commit") == ((b"",) if rapid else None)
     assert len(pkt[UDP].payload) >= defs.DHCP_MIN_PACKET
+
+
+@settings(max_examples=60, deadline=None)
+@given(requests)
+def test_our_release_in_scapy_has_what_rfc_2131_table_5_allows(req: Request) -> None:
+    """ciaddr, 53 = 7, 61, 54 (MUST); never 12, 50, 55, 60 or 80, whatever else was set."""
+    server = req.server_identifier or A("192.0.2.1")
+    rel = Request(
+        defs.DHCPRELEASE, req.xid, req.mac, A("192.0.2.10"),
+        requested_ip=req.requested_ip, server_identifier=server, host_name=req.host_name,
+        client_id=req.client_id, vendor_class_id=req.vendor_class_id,
+        prefer_ipv6=req.prefer_ipv6, rapid_commit=req.rapid_commit,
+    )  # fmt: skip
+    b = BOOTP(build_bootp(rel))
+    assert (b.op, b.xid, b.ciaddr, b.yiaddr, b.siaddr, b.giaddr) == (
+        1, req.xid, "192.0.2.10", "0.0.0.0", "0.0.0.0", "0.0.0.0",
+    )  # fmt: skip
+    assert (b.secs, int(b.flags), b.chaddr[:6], b.sname, b.file) == (
+        0, 0, req.mac, b"\0" * 64, b"\0" * 128,
+    )  # fmt: skip
+    options = [o for o in b[DHCP].options if isinstance(o, tuple)]
+    client_id = b"\x01" + req.mac if req.client_id is None else req.client_id
+    assert options == [
+        ("message-type", defs.DHCPRELEASE),
+        ("client_id", client_id),
+        ("server_id", str(server)),
+    ]
+
+
+def test_rapid_commit_in_a_reply_is_read_and_a_malformed_one_ignored() -> None:
+    base = [("message-type", "ack"), ("server_id", str(SERVER)), ("lease_time", 600),
+            ("subnet_mask", "255.255.255.0")]  # fmt: skip
+    assert parsed(scapy_reply([*base, ("rapid_commit", b""), "end"])).rapid_commit
+    assert not parsed(scapy_reply([*base, "end"])).rapid_commit
+    odd = parsed(scapy_reply([*base, ("rapid_commit", b"x"), "end"]))
+    assert not odd.rapid_commit  # the reply is kept: the original does not read option 80
+    assert odd.ignored == ("option 80 with wrong length 1",)
+
+
+def test_a_release_without_server_identifier_cannot_be_built() -> None:
+    """RFC 2131 table 5: option 54 MUST be there; the frontend refuses such a request."""
+    with pytest.raises(ValueError, match="server identifier"):
+        build_bootp(Request(defs.DHCPRELEASE, XID, CLIENT_MAC, A("192.0.2.10")))

@@ -52,6 +52,15 @@ def test_full_fixture_canonical_text() -> None:
     assert roundtrip(conf) == (DATA / "full.expected").read_text()
 
 
+def test_issue_15_options_print_last() -> None:
+    conf = parse_config(
+        "interface em0 {\n\trelease on exit\n\tsend rapid commit\n\tignore dns\n}\n"
+    )
+    assert roundtrip(conf) == (
+        "interface em0 {\n\tignore dns\n\tsend rapid commit\n\trelease on exit\n}\n"
+    )
+
+
 def test_empty_config_prints_nothing() -> None:
     assert print_config(Config()) == ""
 
@@ -198,6 +207,8 @@ def _ifaces(draw: st.DrawFn, name: str) -> IfaceConf:
         ignore_routes=draw(st.booleans()),
         ignore_servers=draw(servers),
         prefer_ipv6=draw(st.booleans()),
+        rapid_commit=draw(st.booleans()),
+        release_on_exit=draw(st.booleans()),
     )
 
 

@@ -92,6 +92,7 @@ class ImsgType(enum.IntEnum):
     CTL_PROCINFO = enum.auto()  # ctl -> fe, fe -> main/engine: query (empty); fe -> ctl: ProcInfo
     PROCINFO = enum.auto()  # main/engine -> fe: own ProcInfo, answering CTL_PROCINFO (peerid kept)
     MANAGE_IF = enum.auto()  # fe -> main: dhcpleasectl asked about an unmanaged interface
+    SANDBOX_UP = enum.auto()  # engine/fe -> main, once: my sandbox is in place (readiness)
 
 
 def type_name(t: int) -> str:
@@ -748,6 +749,7 @@ PAYLOAD: Final[dict[ImsgType, type[Payload]]] = {
     _T.CTL_PROCINFO: Empty,
     _T.PROCINFO: ProcInfo,
     _T.MANAGE_IF: IfIndex,
+    _T.SANDBOX_UP: Empty,
 }
 
 # Types whose answer (same type, opposite direction) has another layout.

@@ -144,6 +144,7 @@ ALLOWED: dict[str, frozenset[ImsgType]] = {
             ImsgType.CTL_LOG_VERBOSE,
             ImsgType.CTL_PROCINFO,
             ImsgType.MANAGE_IF,
+            ImsgType.SANDBOX_UP,
         }
     ),
     "engine": frozenset(
@@ -153,6 +154,7 @@ ALLOWED: dict[str, frozenset[ImsgType]] = {
             ImsgType.WITHDRAW_ROUTES,
             ImsgType.PROPOSE_RDNS,
             ImsgType.WITHDRAW_RDNS,
+            ImsgType.SANDBOX_UP,
         }
     ),
 }
@@ -168,6 +170,16 @@ def take_lock(path: str) -> int | None:
         os.close(fd)
         return None
     return fd
+
+
+def make_run_dir(path: str) -> None:
+    """The lock's and control socket's directory: systemd makes it (RuntimeDirectory=),
+    other inits leave it to us; 0755 whatever the umask, so dhcpleasectl can reach in."""
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        return
+    os.chmod(path, 0o755)
 
 
 def daemonize() -> None:
@@ -292,6 +304,7 @@ class Main:
         self.work: asyncio.Queue[Callable[[], Awaitable[None]]] = asyncio.Queue()
         self.notifier = sdnotify.Notifier()  # connected now, before any sandbox goes up
         self.bound: dict[str, str] = {}  # ifname -> "addr/len", for systemd's STATUS=
+        self.sandboxed: set[str] = set()  # "main" and each child whose sandbox is up
 
     # --- life cycle ---------------------------------------------------------------------------
     async def run(self) -> int:
@@ -321,7 +334,7 @@ class Main:
             self.loop.add_signal_handler(signal.SIGHUP, self.reload)
             worker = self.loop.create_task(self.worker())
             log.info("startup")
-            self.notifier.ready(self.status_line())  # processes up; a lease may come later
+            self.sandbox_up("main")
         code = await self.done
         self.notifier.stopping()
         if worker is not None:
@@ -375,6 +388,15 @@ class Main:
     def finish(self, code: int) -> None:
         if not self.done.done():
             self.done.set_result(code)
+
+    def sandbox_up(self, role: str) -> None:
+        """READY=1 once all three sandboxes are in place (a lease may come later)."""
+        if role in self.sandboxed:
+            self.fail(f"{role} reported its sandbox twice")
+            return
+        self.sandboxed.add(role)
+        if len(self.sandboxed) == 3 and not self.done.done():
+            self.notifier.ready(self.status_line())
 
     def status_line(self) -> str:
         """systemd's STATUS=: the addresses this daemon configured, one line."""
@@ -471,7 +493,10 @@ class Main:
             self.fail(f"{role} sent a descriptor with {type_name(msg.type)}")
             return
         try:
-            if role == "frontend":
+            if mtype is ImsgType.SANDBOX_UP:
+                imsg.Empty.unpack(msg.data)
+                self.sandbox_up(role)
+            elif role == "frontend":
                 self.dispatch_frontend(mtype, msg.data, msg.peerid)
             else:
                 self.dispatch_engine(mtype, msg.data)
@@ -728,9 +753,10 @@ def parent_main(opts: Options) -> int:
         return err("need root privileges")
     os.closerange(3, 1 << 16)
     try:
+        make_run_dir(defs.RUN_DIR)
         lockfd = take_lock(defs.LOCK_FILE)
     except OSError as e:
-        return err(f"{defs.LOCK_FILE}: {e.strerror}")
+        return err(f"{e.filename or defs.LOCK_FILE}: {e.strerror}")
     if lockfd is None:
         return err("already running")
     try:

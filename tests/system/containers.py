@@ -355,8 +355,19 @@ def _key(*parts: str) -> str:
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:12]
 
 
+def host_package_version(name: str) -> str:
+    """The installed version of a host package (a container's package must match it when
+    it runs against the host's own files, as systemd-resolved does against systemd)."""
+    r = subprocess.run(["dpkg-query", "-W", "-f=${Version}", name], capture_output=True,
+                       text=True, timeout=30, check=False)  # fmt: skip
+    if r.returncode != 0 or not r.stdout:
+        skip_or_fail(f"{name} is not installed on the host")
+    return r.stdout
+
+
 def debs(packages: Sequence[str]) -> Path:
-    """A directory of these Debian packages (``apt-get download``: nothing is installed).
+    """A directory of these Debian packages (``apt-get download``: nothing is installed);
+    ``name=version`` pins one.
 
     The host's apt lists name the versions; ``apt-get update`` is run once if they are
     too old to download from.

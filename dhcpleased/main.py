@@ -182,6 +182,13 @@ def make_run_dir(path: str) -> None:
     os.chmod(path, 0o755)
 
 
+def note_pid(lockfd: int) -> None:
+    """The lock names its holder (after daemonize: the pid that stays): init scripts use
+    it as their pid file, with the process name checked against a stale number."""
+    os.ftruncate(lockfd, 0)
+    os.pwrite(lockfd, f"{os.getpid()}\n".encode(), 0)
+
+
 def daemonize() -> None:
     """Detach before any event loop or thread exists (fork is only safe then)."""
     if os.fork() > 0:
@@ -781,6 +788,7 @@ def parent_main(opts: Options) -> int:
 
     if not opts.debug:
         daemonize()
+    note_pid(lockfd)
     log_init(opts.debug, opts.verbose, "main")
     procinfo.open_status()  # after daemonize (a new pid), before any sandbox
     # The children start now: their start-up overlaps the parent's own slow imports.

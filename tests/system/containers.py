@@ -204,10 +204,15 @@ class Container:
         if self.nspawn.poll() is not None:
             raise RuntimeError(f"systemd-nspawn exited {self.nspawn.returncode}: {self.log()}")
         path = Path(f"/proc/{self.nspawn.pid}/task/{self.nspawn.pid}/children")
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError, ValueError):
             kids = path.read_text().split()
+            # nspawn's first child only sets up and exits: the init is the one that is
+            # PID 1 of a namespace of its own
             if len(kids) == 1:
-                return int(kids[0])
+                status = Path(f"/proc/{kids[0]}/status").read_text()
+                nspid = next(x for x in status.splitlines() if x.startswith("NSpid:")).split()
+                if len(nspid) > 2 and nspid[-1] == "1":
+                    return int(kids[0])
         return 0
 
     def _booted(self) -> bool:

@@ -42,7 +42,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TypeVar
 
-from tests.integration.lab import REPO, skip_or_fail
+from tests.integration.lab import REPO, Lab, skip_or_fail
 
 T = TypeVar("T")
 
@@ -317,14 +317,11 @@ class Container:
     def wait_for(
         self, predicate: Callable[[], T], timeout: float, interval: float = 0.1, *, what: str
     ) -> T:
-        deadline = time.monotonic() + timeout
-        while True:
-            value = predicate()
-            if value:
-                return value
-            if time.monotonic() >= deadline:
-                raise TimeoutError(f"{self.name}: timed out after {timeout}s: {what}\n{self.log()}")
-            time.sleep(interval)
+        """The lab's polling loop (it uses nothing of the lab), the console on a timeout."""
+        try:
+            return Lab.wait_for(self, predicate, timeout, interval, what=what)  # type: ignore[arg-type]
+        except TimeoutError as e:
+            raise TimeoutError(f"{self.name}: {e}\n{self.log()}") from None
 
 
 # --- cached downloads -----------------------------------------------------------------------

@@ -61,7 +61,16 @@ PIPFLAGS    ?=
 INIT        ?= $(shell if command -v openrc-run >/dev/null 2>&1; then echo openrc; \
                  elif [ -d /run/systemd/system ] || [ ! -d /etc/init.d ]; then echo none; \
                  else echo sysv; fi)
-PYTHON_SYS  ?= python3
+# The interpreter the daemon's environment is built on must stay visible to the service:
+# the unit's ProtectHome= hides /home, /root and /run/user, so a pyenv, conda or ~/.local
+# Python there would fail every start (status 203/EXEC).  By default: the first Python
+# >= 3.11 outside them, from PATH's python3, /usr/bin/python3, /usr/local/bin/python3.
+HIDDEN_DIRS ?= /home /root /run/user
+PY_VISIBLE   = import os, sys; e = os.path.realpath(sys._base_executable); \
+               sys.exit(sys.version_info < (3, 11) or any(e.startswith(d + "/") for d in sys.argv[1:]))
+PYTHON_SYS  ?= $(or $(firstword $(foreach p,$(shell command -v python3) /usr/bin/python3 \
+                 /usr/local/bin/python3,$(shell '$(p)' -c '$(PY_VISIBLE)' $(HIDDEN_DIRS) \
+                 2>/dev/null && echo '$(p)'))),python3)
 D            = $(DESTDIR)
 
 .PHONY: install uninstall
@@ -69,6 +78,12 @@ D            = $(DESTDIR)
 install:
 	rm -rf '$(D)$(LIBDIR)'
 	$(PYTHON_SYS) -m venv '$(D)$(LIBDIR)'
+	@base=$$('$(D)$(LIBDIR)/bin/python3' -c 'import os, sys; print(os.path.realpath(sys._base_executable))'); \
+	for d in $(HIDDEN_DIRS); do case "$$base" in "$$d"/*) \
+		echo "make install: the daemon's interpreter would be $$base, under $$d, which the" >&2; \
+		echo "service's ProtectHome= hides: it could not start.  Use a Python >= 3.11 outside" >&2; \
+		echo "$(HIDDEN_DIRS), e.g. make install PYTHON_SYS=/usr/bin/python3 (Debian: python3-venv)." >&2; \
+		rm -rf '$(D)$(LIBDIR)'; exit 1 ;; esac; done
 	'$(D)$(LIBDIR)/bin/python' -m pip install -q --no-compile --disable-pip-version-check $(PIPFLAGS) .
 	'$(D)$(LIBDIR)/bin/python' -m pip uninstall -q -y pip setuptools
 	@# a daemon's environment, not a developer's: no activate scripts, no pip, no

@@ -16,6 +16,11 @@ _dhcpleasectl() {
 	COMPREPLY=()
 	case $prev in
 	-s)
+		# the default socket on an empty word, file names once something is typed
+		if [ -z "$cur" ]; then
+			COMPREPLY=(/run/dhcpleased/dhcpleased.sock)
+			return
+		fi
 		compopt -o filenames 2>/dev/null
 		mapfile -t COMPREPLY < <(compgen -f -- "$cur")
 		return

@@ -13,6 +13,12 @@ _dhcpleased() {
 	COMPREPLY=()
 	case $prev in
 	-f | -s)
+		# the default path on an empty word, file names once something is typed
+		if [ -z "$cur" ]; then
+			COMPREPLY=(/etc/dhcpleased.conf)
+			[ "$prev" = -s ] && COMPREPLY=(/run/dhcpleased/dhcpleased.sock)
+			return
+		fi
 		compopt -o filenames 2>/dev/null
 		mapfile -t COMPREPLY < <(compgen -f -- "$cur")
 		return

@@ -17,7 +17,7 @@ import socket
 from collections.abc import Awaitable, Callable
 
 from dhcpleased import procinfo, sandbox
-from dhcpleased.imsg import ImsgError, ImsgType, type_name
+from dhcpleased.imsg import HEADER, Header, ImsgError, ImsgType, type_name
 from dhcpleased.ipc import Imsg
 from dhcpleased.log import crash_report, exception_handler, install_hooks, log, log_init
 
@@ -109,6 +109,13 @@ def _child_run(role: str, serve: Callable[[socket.socket], Awaitable[int]]) -> i
         sandbox.enter_child(role)
     except sandbox.SandboxError as e:
         log.critical("fatal in %s: %s", role, e)
+        return 1
+    # The parent tells systemd READY=1 only once both children said this: a child whose
+    # sandbox fails must make the start fail, not kill a service already "active".
+    try:
+        parent_sock.send(Header(ImsgType.SANDBOX_UP, HEADER.size, 0, 0, 0).pack())  # sendto
+    except OSError as e:
+        log.critical("fatal in %s: channel to main: %s", role, e.strerror)
         return 1
     try:
         return loop.run_until_complete(serve(parent_sock))

@@ -10,8 +10,9 @@ from typing import Final
 
 # --- paths and identity -----------------------------------------------------------------
 CONF_FILE: Final = "/etc/dhcpleased.conf"
-CONTROL_SOCKET: Final = "/run/dhcpleased.sock"
-LOCK_FILE: Final = "/run/dhcpleased.lock"
+RUN_DIR: Final = "/run/dhcpleased"  # systemd's RuntimeDirectory=; else made by the daemon
+CONTROL_SOCKET: Final = "/run/dhcpleased/dhcpleased.sock"
+LOCK_FILE: Final = "/run/dhcpleased/lock"
 LEASE_DIR: Final = "/var/lib/dhcpleased"
 RESOLV_CONF: Final = "/etc/resolv.conf"
 DHCPLEASED_USER: Final = "_dhcp"

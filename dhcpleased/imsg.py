@@ -100,6 +100,7 @@ class ImsgType(enum.IntEnum):
     SEND_RELEASE = enum.auto()  # engine -> fe: unicast a DHCPRELEASE (ReqDhcp)
     RELEASE_SENT = enum.auto()  # fe -> engine: done with SEND_RELEASE, the address may go
     RELEASED = enum.auto()  # engine -> main: lease given back, drop its lease file
+    SANDBOX_UP = enum.auto()  # engine/fe -> main, once: my sandbox is in place (readiness)
 
 
 def type_name(t: int) -> str:
@@ -847,6 +848,7 @@ PAYLOAD: Final[dict[ImsgType, type[Payload]]] = {
     _T.SEND_RELEASE: ReqDhcp,
     _T.RELEASE_SENT: IfIndex,
     _T.RELEASED: IfIndex,
+    _T.SANDBOX_UP: Empty,
 }
 
 # Types whose answer (same type, opposite direction) has another layout.

@@ -153,6 +153,7 @@ ALLOWED: dict[str, frozenset[ImsgType]] = {
             ImsgType.CTL_LOG_VERBOSE,
             ImsgType.CTL_PROCINFO,
             ImsgType.MANAGE_IF,
+            ImsgType.SANDBOX_UP,
         }
     ),
     "engine": frozenset(
@@ -163,6 +164,7 @@ ALLOWED: dict[str, frozenset[ImsgType]] = {
             ImsgType.PROPOSE_RDNS,
             ImsgType.WITHDRAW_RDNS,
             ImsgType.RELEASED,
+            ImsgType.SANDBOX_UP,
         }
     ),
 }
@@ -182,6 +184,23 @@ def take_lock(path: str) -> int | None:
         os.close(fd)
         return None
     return fd
+
+
+def make_run_dir(path: str) -> None:
+    """The lock's and control socket's directory: systemd makes it (RuntimeDirectory=),
+    other inits leave it to us; 0755 whatever the umask, so dhcpleasectl can reach in."""
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        return
+    os.chmod(path, 0o755)
+
+
+def note_pid(lockfd: int) -> None:
+    """The lock names its holder (after daemonize: the pid that stays): init scripts use
+    it as their pid file, with the process name checked against a stale number."""
+    os.ftruncate(lockfd, 0)
+    os.pwrite(lockfd, f"{os.getpid()}\n".encode(), 0)
 
 
 def daemonize() -> None:
@@ -395,6 +414,7 @@ class Main:
         self.bound: dict[str, str] = {}  # ifname -> "addr/len", for systemd's STATUS=
         self.loop.set_exception_handler(exception_handler(self.fail))  # a bug ends the daemon
         self.releasing: set[int] | None = None  # on exit: leases still being given back
+        self.sandboxed: set[str] = set()  # "main" and each child whose sandbox is up
 
     # --- life cycle ---------------------------------------------------------------------------
     async def run(self) -> int:
@@ -424,7 +444,7 @@ class Main:
             self.loop.add_signal_handler(signal.SIGHUP, self.reload)
             worker = self.loop.create_task(self.worker())
             log.info("startup")
-            self.notifier.ready(self.status_line())  # processes up; a lease may come later
+            self.sandbox_up("main")
         code = await self.done
         self.notifier.stopping()
         if worker is not None:
@@ -511,6 +531,15 @@ class Main:
             names = " ".join(sorted(self.ifnames[i] for i in self.releasing))
             log.warning("exiting before the leases of %s were released", names)
         self.finish(0)
+
+    def sandbox_up(self, role: str) -> None:
+        """READY=1 once all three sandboxes are in place (a lease may come later)."""
+        if role in self.sandboxed:
+            self.fail(f"{role} reported its sandbox twice")
+            return
+        self.sandboxed.add(role)
+        if len(self.sandboxed) == 3 and not self.done.done():
+            self.notifier.ready(self.status_line())
 
     def status_line(self) -> str:
         """systemd's STATUS=: the addresses this daemon configured, one line."""
@@ -623,7 +652,10 @@ class Main:
             self.fail(f"{role} sent a descriptor with {type_name(msg.type)}")
             return
         try:
-            if role == "frontend":
+            if mtype is ImsgType.SANDBOX_UP:
+                imsg.Empty.unpack(msg.data)
+                self.sandbox_up(role)
+            elif role == "frontend":
                 self.dispatch_frontend(mtype, msg.data, msg.peerid)
             else:
                 self.dispatch_engine(mtype, msg.data)
@@ -993,9 +1025,10 @@ def parent_main(opts: Options) -> int:
         return err("need root privileges")
     os.closerange(3, 1 << 16)
     try:
+        make_run_dir(defs.RUN_DIR)
         lockfd = take_lock(defs.LOCK_FILE)
     except OSError as e:
-        return err(f"{defs.LOCK_FILE}: {e.strerror}")
+        return err(f"{e.filename or defs.LOCK_FILE}: {e.strerror}")
     if lockfd is None:
         return err("already running")
     try:
@@ -1020,6 +1053,7 @@ def parent_main(opts: Options) -> int:
 
     if not opts.debug:
         daemonize()
+    note_pid(lockfd)
     log_init(opts.debug, opts.verbose, "main")
     install_hooks()  # from here on stderr may be /dev/null: a traceback goes to the log
     procinfo.open_status()  # after daemonize (a new pid), before any sandbox

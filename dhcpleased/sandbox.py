@@ -7,8 +7,8 @@ logging exist and before they read an untrusted byte (:func:`enter_child`):
    kernel's seccomp audit line show; comm holds 15 bytes) and the command line
    ``dhcpleased: engine`` (what ``ps -ef`` shows, written over argv as setproctitle does);
 2. the seccomp program is built and lazily imported modules are loaded *now*;
-3. chroot into an empty directory that no longer exists: ``mkdtemp`` under /run (or
-   /tmp), opened, removed, then ``fchdir`` + ``chroot(".")``.  Nothing can be created in
+3. chroot into an empty directory that no longer exists: ``mkdtemp`` under /run/dhcpleased
+   (or /tmp), opened, removed, then ``fchdir`` + ``chroot(".")``.  Nothing can be created in
    a deleted directory and nothing has to be installed for it (Debian has no /var/empty);
 4. empty capability bounding set, ``setgroups``/``setresgid``/``setresuid`` to ``_dhcp``
    (which empties the other sets), checked with capget;
@@ -157,7 +157,7 @@ def warm_up() -> None:
 
 def chroot_empty() -> None:
     """chroot into a fresh empty directory, removed before we enter it."""
-    base = "/run" if os.path.isdir("/run") else "/tmp"
+    base = defs.RUN_DIR if os.path.isdir(defs.RUN_DIR) else "/tmp"  # the parent made it
     path = tempfile.mkdtemp(prefix="dhcpleased-", dir=base)
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:

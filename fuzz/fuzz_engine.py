@@ -122,12 +122,14 @@ class _ParentStandIn:
     known_ifname = main.Main.known_ifname
     was_managed = main.Main.was_managed
     serve = main.Main.serve
+    sandbox_up = main.Main.sandbox_up
     close_fd = staticmethod(main.Main.close_fd)
 
     def __init__(self) -> None:
         self.ifnames = {IFINDEX: IFNAME}
         self.managed = {IFNAME: None}
         self.ever_managed = {IFNAME}
+        self.sandboxed: set[str] = set()
         self.done = SimpleNamespace(done=lambda: False)
         self.work = SimpleNamespace(put_nowait=lambda job: None)  # the job is not run
         # what an accepted message would be queued to do (never run)

@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
-# Installs what the lab needs on a fresh machine (as root): dnsmasq and the _dhcp user.
-# Used by `make demo` and by CI.
+# Installs what the lab needs on a fresh machine (as root): dnsmasq and the _dhcp user;
+# for the system tests (tests/system), systemd-nspawn and mmdebstrap, and python3-venv
+# for `make install` with the system's Python.  Nothing else lands on the host: the
+# resolver packages are fetched with `apt-get download` and installed only inside
+# throwaway containers (cached in /var/cache/dhcpleased-tests).  Used by `make demo`
+# and by CI.
 set -euo pipefail
 if [ "$(id -u)" -ne 0 ]; then
     echo "prepare.sh: run as root (the lab builds network namespaces)" >&2
@@ -28,6 +32,13 @@ if ! [ -x "$RESOLVED_DIR/usr/bin/resolvectl" ]; then
     mkdir -p "$RESOLVED_DIR"
     dpkg-deb -x "$tmp"/systemd-resolved_*.deb "$RESOLVED_DIR"
     rm -rf "$tmp"
+fi
+if ! command -v systemd-nspawn >/dev/null 2>&1 || ! command -v mmdebstrap >/dev/null 2>&1 \
+    || ! /usr/bin/python3 -c 'import ensurepip, venv' 2>/dev/null; then
+    apt-get update -qq
+    # --no-install-recommends: the recommended libnss-mymachines edits /etc/nsswitch.conf
+    apt-get install -y -qq --no-install-recommends systemd-container mmdebstrap python3-venv \
+        >/dev/null
 fi
 if ! getent passwd _dhcp >/dev/null; then
     useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin _dhcp

@@ -32,7 +32,7 @@ SYSTEM_PYTHON = "/usr/bin/python3"  # readable by _dhcp, unlike a venv under /ro
 
 
 def ctl_socket(lab: Lab) -> str:
-    return str(lab.run_dir / "dhcpleased.sock")  # /run/dhcpleased.sock inside the client
+    return str(lab.run_dir / "dhcpleased" / "dhcpleased.sock")  # /run/dhcpleased/... inside
 
 
 def wait_socket(lab: Lab, daemon: subprocess.Popen[bytes]) -> None:
@@ -129,7 +129,7 @@ def test_non_root_user_is_refused_by_the_socket_permissions() -> None:
         assert r.returncode == 1
         assert r.stdout == ""
         assert r.stderr.strip() == (
-            "dhcpleasectl: cannot connect to /run/dhcpleased.sock: Permission denied"
+            "dhcpleasectl: cannot connect to /run/dhcpleased/dhcpleased.sock: Permission denied"
         )
         assert daemon.poll() is None
 
@@ -241,7 +241,8 @@ def test_wait_runs_out_against_a_silent_server() -> None:
         r = lab.ctl("-l", lab.ifname)
         assert r.returncode == 1
         assert r.stderr.strip() == (
-            "dhcpleasectl: cannot connect to /run/dhcpleased.sock: No such file or directory"
+            "dhcpleasectl: cannot connect to /run/dhcpleased/dhcpleased.sock:"
+            " No such file or directory"
         )
         daemon = lab.start_daemon("-d", lab.ifname)
         wait_socket(lab, daemon)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from dhcpleased import defs
 from tests.integration.lab import REPO, skip_or_fail
 
 pytestmark = pytest.mark.integration
@@ -46,13 +47,17 @@ EXPECTED_CONF = "etc/dhcpleased.conf"
 MAN_PAGES = ("man5/dhcpleased.conf.5", "man8/dhcpleased.8", "man8/dhcpleasectl.8")
 
 
-def make(target: str, destdir: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+def make(
+    target: str, destdir: Path, *extra: str, ok: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """make TARGET into destdir; the interpreter is the Makefile's own choice unless given."""
     r = subprocess.run(
         ["make", "-C", str(REPO), "--no-print-directory", target, f"DESTDIR={destdir}",
-         "PREFIX=/usr", f"PYTHON_SYS={sys.executable}", *extra],
+         "PREFIX=/usr", *extra],
         capture_output=True, text=True, timeout=MAKE_TIMEOUT, check=False,
     )  # fmt: skip
-    assert r.returncode == 0, f"make {target} failed:\n{r.stdout}\n{r.stderr}"
+    if ok:
+        assert r.returncode == 0, f"make {target} failed:\n{r.stdout}\n{r.stderr}"
     return r
 
 
@@ -75,6 +80,37 @@ def destdir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 def installed_python(destdir: Path) -> str:
     return str(destdir / "usr/lib/dhcpleased/bin/python3")
+
+
+HIDDEN = ("/home/", "/root/", "/run/user/")  # what the unit's ProtectHome= hides
+
+
+def base_interpreter(python: str) -> str:
+    """The real file a (venv's) interpreter runs: what the service must be able to see."""
+    code = "import os, sys; print(os.path.realpath(sys._base_executable))"
+    return subprocess.run(
+        [python, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    ).stdout.strip()
+
+
+def test_the_environment_is_built_on_an_interpreter_the_service_can_see(destdir: Path) -> None:
+    """On this machine python3 on PATH may be a pyenv shim under /root: make picks another."""
+    base = base_interpreter(installed_python(destdir))
+    assert not base.startswith(HIDDEN), base
+
+
+def test_an_interpreter_under_home_is_refused(tmp_path: Path) -> None:
+    """Named explicitly, an interpreter ProtectHome= would hide fails the install with advice.
+
+    The test's own interpreter is the example where it lives under /root (pyenv); elsewhere
+    its directory is declared hidden, which runs the same check."""
+    python = base_interpreter(sys.executable)
+    hidden = [] if python.startswith(HIDDEN) else [f"HIDDEN_DIRS={os.path.dirname(python)}"]
+    r = make("install", tmp_path, f"PYTHON_SYS={python}", *hidden, ok=False)
+    assert r.returncode != 0
+    assert f"the daemon's interpreter would be {python}" in r.stderr, r.stderr
+    assert "make install PYTHON_SYS=/usr/bin/python3" in r.stderr
+    assert not (tmp_path / "usr/lib/dhcpleased").exists()
 
 
 def test_tree(destdir: Path) -> None:
@@ -159,6 +195,29 @@ def test_man_pages_lint_clean(destdir: Path, page: str) -> None:
     )  # fmt: skip
     assert (r.returncode, r.stderr) == (0, "")
     assert "DHCPLEASE" in r.stdout
+
+
+@pytest.mark.parametrize(
+    "command, option, default",
+    [
+        ("dhcpleasectl", "-s", defs.CONTROL_SOCKET),
+        ("dhcpleased", "-s", defs.CONTROL_SOCKET),
+        ("dhcpleased", "-f", defs.CONF_FILE),
+    ],
+)
+def test_bash_completion_offers_the_default_paths(
+    destdir: Path, command: str, option: str, default: str
+) -> None:
+    script = (
+        f'source "$1"; COMP_WORDS=({command} {option} ""); COMP_CWORD=2; _{command}; '
+        'printf "%s\\n" "${COMPREPLY[@]}"'
+    )
+    path = destdir / "usr/share/bash-completion/completions" / command
+    r = subprocess.run(
+        [tool("bash"), "-c", script, "bash", str(path)],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    assert r.stdout == f"{default}\n"
 
 
 def test_uninstall_removes_the_tree(tmp_path: Path) -> None:

@@ -171,6 +171,7 @@ def test_oracle_agrees_with_the_parent(
     """What the fuzz oracle calls a finding is exactly what makes a real parent fatal."""
     loop, parent = real_parent
     parent.done = loop.create_future()
+    parent.sandboxed = set()  # as fresh as the oracle's stand-in: SANDBOX_UP is once only
     parent.dispatch("engine", Imsg(t, 0, 0, data, None))
     fatal = parent.done.done()
     while not parent.work.empty():  # accepted: the job would configure the kernel; drop it

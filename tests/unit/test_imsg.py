@@ -273,7 +273,7 @@ def test_type_name() -> None:
 def test_type_order() -> None:
     names_ = [t.name for t in ImsgType]
     assert names_[:4] == ["NONE", "CTL_LOG_VERBOSE", "CTL_SHOW_INTERFACE_INFO", "CTL_SEND_REQUEST"]
-    assert names_[-11:] == [
+    assert names_[-12:] == [
         "CTL_MONITOR",
         "CTL_MONITOR_EVENT",
         "CTL_PROCINFO",
@@ -285,6 +285,7 @@ def test_type_order() -> None:
         "SEND_RELEASE",
         "RELEASE_SENT",
         "RELEASED",
+        "SANDBOX_UP",
     ]
     assert [int(t) for t in ImsgType] == list(range(len(names_)))
 

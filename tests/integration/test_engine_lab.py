@@ -39,7 +39,7 @@ MONTH = 30 * 86400
 
 
 def ctl_socket(lab: Lab) -> str:
-    return str(lab.run_dir / "dhcpleased.sock")
+    return str(lab.run_dir / "dhcpleased" / "dhcpleased.sock")
 
 
 def client_ifindex(lab: Lab) -> int:

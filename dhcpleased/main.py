@@ -433,11 +433,20 @@ class Main:
         fe.compose(ImsgType.STARTUP)
         from dhcpleased import sandbox  # noqa: PLC0415 - the parent's half of sandbox.py
 
+        try:  # the one process that may run resolvconf/resolvectl, before our sandbox
+            self.resolver.start(self.fail)
+        except OSError as e:
+            self.fail(f"cannot start the DNS helper: {e.strerror or e}")
         try:  # after the spawns: the children drop root's capabilities themselves
-            sandbox.enter_parent(self.opts.conffile, self.resolver.mode, self.resolver.resolv_conf)
+            sandbox.enter_parent(self.opts.conffile, *self.resolver.writable())
         except sandbox.SandboxError as e:
             self.fail(f"sandbox: {e}")  # never READY: systemd sees the failed start
         worker = None
+        if not self.done.done():
+            try:
+                await self.resolver.started()
+            except OSError:
+                pass  # the helper's end was reported (fail)
         if not self.done.done():
             for signo in (signal.SIGTERM, signal.SIGINT):
                 self.loop.add_signal_handler(signo, self.terminate)
@@ -450,6 +459,7 @@ class Main:
         if worker is not None:
             worker.cancel()
         await self.stop_children()
+        await self.resolver.close()
         await self.kroute.close()
         if code == 0:
             log.info("terminating")

@@ -45,6 +45,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Final
 
@@ -281,13 +282,10 @@ LEASE_DIR_RIGHTS: Final = (
     | landlock.MAKE_BLOCK
     | landlock.MAKE_SOCK
 )
-# resolv.conf is replaced by temp file + rename in its directory and restored (maybe as
-# the symlink it was): Landlock cannot name a file that does not exist yet, so this is
-# the whole directory's regular files; uid 0 without CAP_DAC_OVERRIDE narrows it to
-# files root may write anyway.
-RESOLV_DIR_RIGHTS: Final = LEASE_RIGHTS | landlock.MAKE_SYM
-# resolvconf(8) and its hooks: write /etc and /run; everything else read + execute only.
-HOOK_WRITE_RIGHTS: Final = RESOLV_DIR_RIGHTS | landlock.MAKE_DIR | landlock.REMOVE_DIR
+# resolv.conf rewritten in place: that one file, nothing beside it (resolver.py)
+IN_PLACE_RIGHTS: Final = landlock.READ_FILE | landlock.WRITE_FILE | landlock.TRUNCATE
+# the linked resolv.conf, written by rename in the run directory: regular files only
+LINKED_DIR_RIGHTS: Final = LEASE_RIGHTS
 
 
 def conf_dirs(conffile: str) -> list[str]:
@@ -297,37 +295,71 @@ def conf_dirs(conffile: str) -> list[str]:
     Landlock rule names an inode: a rule on the file itself would deny every reload
     after the first such save.  So the rule is READ_FILE (not READ_DIR: no listing) on
     the directory.  The cost: the parent can read any file there it can name, e.g.
-    /etc/shadow for the default path.  Measured against the other rules (see the
-    tests): with the default paths and any DNS mode the daemon picks itself (file,
-    resolved, resolvconf) the parent can already read all of /etc, so this adds nothing;
-    only ``none`` mode or a resolv.conf outside /etc make it new.  A config kept in a
-    directory of its own (``-f /etc/dhcpleased/dhcpleased.conf``) confines it.  No
-    descriptor opened beforehand helps: Landlock checks the file opened, not the path.
+    /etc/shadow for the default path; it is the one place outside its own files where
+    the parent can read.  A config kept in a directory of its own (``-f
+    /etc/dhcpleased/dhcpleased.conf``) confines it.  No descriptor opened beforehand
+    helps: Landlock checks the file opened, not the path.
     """
     found = os.path.dirname(conffile) or "."
     target = os.path.dirname(os.path.realpath(conffile))  # a symlinked config: its dir too
     return list(dict.fromkeys((found, target)))
 
 
+def import_dirs(modules: Iterable[object] | None = None) -> list[str]:
+    """The directories the loaded modules came from, outermost only: what a traceback's
+    source lines, lark's grammar on SIGHUP and a late import may read.
+
+    Not ``sys.path``: ``python -m dhcpleased`` puts the working directory there (``/``
+    for a daemon started from the root), and a rule on it would open everything.
+    """
+    found = set()
+    for module in list(sys.modules.values()) if modules is None else modules:
+        path = getattr(module, "__file__", None)
+        if isinstance(path, str) and os.path.isabs(path):
+            found.add(os.path.dirname(path))
+    outer: list[str] = []
+    for d in sorted(found, key=len):
+        if not any(d == o or d.startswith(o.rstrip("/") + "/") for o in outer):
+            outer.append(d)
+    return sorted(outer)
+
+
 def parent_rules(
-    conffile: str, dns_mode: str, resolv_conf: str = defs.RESOLV_CONF
+    conffile: str, dns_files: Sequence[str] = (), dns_dirs: Sequence[str] = ()
 ) -> list[tuple[str, int]]:
-    """(path, rights) the parent keeps; paths that do not exist are left out by the caller."""
+    """(path, rights) the parent keeps; paths that do not exist are left out by the caller.
+
+    ``dns_files``/``dns_dirs``: what the file DNS mode writes (Resolver.writable): the
+    existing resolv.conf in place, or the run directory for the linked one.  The other
+    modes write nothing here: the DNS helper does.
+    """
     rules = [(d, landlock.READ_FILE) for d in conf_dirs(conffile)]
     rules.append((defs.LEASE_DIR, LEASE_DIR_RIGHTS))
     rules.append(("/proc/self/status", landlock.READ_FILE))  # dhcpleasectl -p reads it
-    rules += [(p, landlock.READ) for p in dict.fromkeys(sys.path) if p and os.path.isdir(p)]
-    if dns_mode == "file":
-        rules.append((os.path.dirname(resolv_conf) or ".", RESOLV_DIR_RIGHTS))
-    elif dns_mode in ("resolvconf", "resolved"):
-        rules.append(("/", landlock.READ | landlock.EXECUTE))
-        rules.append((os.devnull, landlock.READ_FILE | landlock.WRITE_FILE))
-        if dns_mode == "resolvconf":
-            rules += [("/etc", HOOK_WRITE_RIGHTS), ("/run", HOOK_WRITE_RIGHTS)]
+    rules += [(d, landlock.READ) for d in import_dirs()]
+    rules += [(f, IN_PLACE_RIGHTS) for f in dns_files]
+    rules += [(d, LINKED_DIR_RIGHTS) for d in dns_dirs]
     return rules
 
 
-def enter_parent(conffile: str, dns_mode: str, resolv_conf: str = defs.RESOLV_CONF) -> None:
+def _restrict(ruleset: landlock.Ruleset, rules: Iterable[tuple[str, int]]) -> None:
+    """Add the rules whose path exists, then enforce; SandboxError if the kernel refuses."""
+    try:
+        try:
+            for path, rights in rules:
+                if os.path.exists(path):
+                    ruleset.allow_path(path, rights)
+        except BaseException:
+            ruleset.close()
+            raise
+        ruleset.restrict()
+    except OSError as e:
+        raise SandboxError(f"Landlock: {e.strerror or e}") from None
+
+
+def enter_parent(
+    conffile: str, dns_files: Sequence[str] = (), dns_dirs: Sequence[str] = ()
+) -> None:
     """Restrict the running parent: capabilities, no_new_privs, Landlock (see module doc)."""
     global STATUS
     if not single_threaded():
@@ -347,14 +379,57 @@ def enter_parent(conffile: str, dns_mode: str, resolv_conf: str = defs.RESOLV_CO
         abstract = not os.environ.get("NOTIFY_SOCKET", "").startswith("@")
         try:
             ruleset = landlock.Ruleset(abi, scope_signal=False, scope_abstract=abstract)
-            try:
-                for path, rights in parent_rules(conffile, dns_mode, resolv_conf):
-                    if os.path.exists(path):
-                        ruleset.allow_path(path, rights)
-            except BaseException:
-                ruleset.close()
-                raise
-            ruleset.restrict()
         except OSError as e:
             raise SandboxError(f"Landlock: {e.strerror or e}") from None
+        _restrict(ruleset, parent_rules(conffile, dns_files, dns_dirs))
     STATUS = replace(STATUS, role="main", landlock_abi=abi, landlock_applied=abi > 0)
+
+
+# --- the DNS helper ---------------------------------------------------------------------------
+
+# resolvectl's call to systemd-resolved: CAP_NET_ADMIN in place of polkit; resolvconf and
+# its hooks need no capability (uid 0 owns their files)
+DNS_HELPER_CAPS: Final = {"resolved": (caps.CAP_NET_ADMIN,), "resolvconf": ()}
+# resolvconf(8) and its hooks: their state beneath /run (/run/resolvconf, dnsmasq's
+# /run/dnsmasq, ...), and resolv.conf's own file, which openresolv rewrites in place
+HOOK_WRITE_RIGHTS: Final = (
+    LEASE_RIGHTS | landlock.MAKE_SYM | landlock.MAKE_DIR | landlock.REMOVE_DIR
+)
+
+
+def dns_helper_rules(mode: str, resolv_conf: str = defs.RESOLV_CONF) -> list[tuple[str, int]]:
+    """(path, rights) of the DNS helper: read and execute everything, write almost nothing."""
+    rules = [("/", landlock.READ | landlock.EXECUTE)]
+    rules.append((os.devnull, landlock.READ_FILE | landlock.WRITE_FILE))
+    if mode == "resolvconf":
+        rules += [("/run", HOOK_WRITE_RIGHTS), (resolv_conf, IN_PLACE_RIGHTS)]
+    return rules
+
+
+def enter_dns_helper(mode: str, resolv_conf: str = defs.RESOLV_CONF) -> None:
+    """The helper's own sandbox (dnshelper.py): names, capabilities, no_new_privs, Landlock.
+
+    Signals are not scoped: a resolvconf hook may signal a daemon to reload.  No seccomp:
+    the programs it runs would inherit the list (see dnshelper.py).
+    """
+    global STATUS
+    if mode not in DNS_HELPER_CAPS:
+        raise SandboxError(f"no DNS helper for mode {mode!r}")
+    set_procname("dns")
+    set_proctitle("dhcpleased: dns helper")
+    if not single_threaded():
+        raise SandboxError("a thread exists before the sandbox")
+    abi = landlock.abi_version()
+    if os.geteuid() == 0:
+        try:
+            caps.keep_only(DNS_HELPER_CAPS[mode])
+        except OSError as e:
+            raise SandboxError(f"capabilities: {e.strerror or e}") from None
+    _prctl(PR_SET_NO_NEW_PRIVS, 1)
+    if abi:
+        try:
+            ruleset = landlock.Ruleset(abi, scope_signal=False)
+        except OSError as e:
+            raise SandboxError(f"Landlock: {e.strerror or e}") from None
+        _restrict(ruleset, dns_helper_rules(mode, resolv_conf))
+    STATUS = replace(STATUS, role="dns", landlock_abi=abi, landlock_applied=abi > 0)

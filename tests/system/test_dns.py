@@ -7,7 +7,10 @@ parent's sandbox is on.  One scenario for all three, every step checked with the
 end's own tools: the lease's servers and domains appear; they go on ``ignore dns`` (reload),
 come back, go when a reload removes the interface, come back, and go when the lease runs
 out (a scripted server gives a 6 s lease, then falls silent).  dnsmasq on the server side
-also answers DNS, so that systemd-resolved's stub is asked a real question.
+also answers DNS, so that systemd-resolved's stub is asked a real question.  Once the
+lease's DNS is in, Python injected into the parent and into its DNS helper tries to
+create /etc/ld.so.preload, append to /etc/passwd and replace resolv.conf
+(tests/integration/test_parent_reach.py): each is refused.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ import pytest
 
 from tests.integration.hostile import HostileServer
 from tests.integration.lab import Lab
+from tests.integration.test_daemon import children, comm
+from tests.integration.test_parent_reach import assert_confined, reach
 from tests.system.conftest import DEBS, make_install, source_binds, write_conf
 from tests.system.containers import Container, debs, host_package_version
 
@@ -90,6 +95,13 @@ def scenario(c: Container, lab: Lab, check: Check) -> None:
     # the parent's sandbox, as shipped, did the hand-off
     procs = c.run(["dhcpleasectl", "-p", "-j"]).stdout
     assert re.search(r'"name": "main".*?"landlock_status": 1', procs, re.S), procs
+    # from inside the parent and its DNS helper: no new file in /etc, no /etc/passwd
+    main = c.host_pid(c.pidof_unit("dhcpleased"))
+    helpers = [k for k in children(main) if comm(k) == "dhcp-dns"]
+    assert len(helpers) == 1, [comm(k) for k in children(main)]
+    for pid in (main, *helpers):
+        assert_confined(reach(pid))
+    assert c.run(["test", "!", "-e", "/etc/ld.so.preload"], check=False).returncode == 0
 
     reload_with(c, IGNORE_DNS)
     wait(c, lab, check, False)

@@ -66,14 +66,19 @@ class Rig:
     fe: Peer
     engine: Peer
     worker: asyncio.Task[None]
+    udp_opened: list[tuple[int, IPv4Address, IPv4Address | None]]
 
 
 @pytest.fixture
 async def rig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Rig]:
     monkeypatch.setattr(defs, "LEASE_DIR", str(tmp_path))
     kroute, resolver = FakeKRoute(), FakeResolver()
-    udp_a, udp_b = socket.socketpair()
-    udp_a.close()
+    udp_opened: list[tuple[int, IPv4Address, IPv4Address | None]] = []
+
+    def open_udpsock(i: int, a: IPv4Address, s: IPv4Address | None) -> socket.socket:
+        udp_opened.append((i, a, s))
+        return socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+
     m = main.Main(
         opts=main.Options(ifaces=[IFNAME]),
         conf=Config(ifaces=(IfaceConf(name=IFNAME),)),
@@ -81,7 +86,8 @@ async def rig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[
         resolver=resolver,  # type: ignore[arg-type]
         load_config=Config,
         open_bpfsock=lambda i: socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM),
-        open_udpsock=lambda n, a: udp_b,
+        open_bcastsock=lambda i: socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM),
+        open_udpsock=open_udpsock,
         open_routesock=lambda: socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM),
     )
     ours, theirs = pair()
@@ -97,7 +103,7 @@ async def rig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[
     m.children["engine"] = SimpleNamespace(channel=en_chan)  # type: ignore[assignment]
     engine = Peer(en_theirs)
     worker = asyncio.get_running_loop().create_task(m.worker())
-    yield Rig(m, kroute, resolver, fe, engine, worker)
+    yield Rig(m, kroute, resolver, fe, engine, worker, udp_opened)
     worker.cancel()
     for c in (chan, en_chan):
         c.close()
@@ -208,6 +214,10 @@ async def test_valid_requests_are_served_in_order(rig: Rig, tmp_path: Path) -> N
     udp = await rig.fe.expect(ImsgType.UDPSOCK)
     assert udp.fd is not None
     socket.close(udp.fd)
+    # the frontend's is connected to the server; the parent keeps an unconnected one
+    assert imsg.UdpSock.unpack(udp.data) == imsg.UdpSock(IFINDEX, ADDR)
+    assert rig.udp_opened == [(IFINDEX, ADDR, None), (IFINDEX, ADDR, ADDR)]
+    assert list(rig.m.udp_absorb) == [IFINDEX]
     withdraw = imsg.ProposeRdns(IFINDEX, 0, (), "", ())
     send(rig, "engine", ImsgType.WITHDRAW_RDNS, withdraw.pack())
     send(rig, "engine", ImsgType.DECONFIGURE_INTERFACE, ci())
@@ -215,6 +225,25 @@ async def test_valid_requests_are_served_in_order(rig: Rig, tmp_path: Path) -> N
     assert rig.resolver.calls[-1] == ("withdraw", IFNAME)
     assert rig.kroute.calls[-1][0] == "deconfigure"
     await rig.fe.expect(ImsgType.CLOSE_UDPSOCK)
+    assert rig.m.udp_absorb == {}
+
+
+async def test_packet_socket_comes_with_its_broadcast_socket(rig: Rig) -> None:
+    """OPEN_BPFSOCK: the broadcast socket first, then the packet socket, whose arrival
+    sends what waits; both or neither."""
+    send(rig, "frontend", ImsgType.OPEN_BPFSOCK, imsg.IfIndex(IFINDEX).pack())
+    for t in (ImsgType.BCASTSOCK, ImsgType.BPFSOCK):
+        msg = await rig.fe.expect(t)
+        assert imsg.IfIndex.unpack(msg.data).if_index == IFINDEX and msg.fd is not None
+        socket.close(msg.fd)
+
+    def refuse(i: int) -> socket.socket:
+        raise OSError(19, "No such device")
+
+    rig.m.open_bpfsock = refuse
+    send(rig, "frontend", ImsgType.OPEN_BPFSOCK, imsg.IfIndex(IFINDEX).pack())
+    await rig.fe.quiet()
+    assert not rig.m.done.done()
 
 
 async def test_lease_text_reaches_the_engine(rig: Rig, tmp_path: Path) -> None:

@@ -263,26 +263,29 @@ class Control:
     def _dispatch(self, cid: int, msg: Imsg) -> None:
         """control_dispatch_imsg: bad requests are ignored, never fatal."""
         client = self.clients.get(cid)
-        token = msg.fd
-        if token is not None and msg.type != ImsgType.CTL_SEND_REQUEST:
-            os.close(token)
-            log.debug("control: client %d sent a descriptor, ignored", cid)
-            return
+        token = msg.fd  # CTL_SEND_REQUEST's only; closed here unless _serve takes it
         try:
-            t = ImsgType(msg.type)
-            cls = CLIENT_REQUESTS[t]
-            payload = cls.unpack(msg.data) if client is not None else None
-        except (ValueError, KeyError):
-            log.debug("control: client %d: unexpected %s, ignored", cid, type_name(msg.type))
-            payload = None
-        except ImsgError as e:
-            log.debug("control: client %d: invalid %s, ignored: %s", cid, type_name(t), e)
-            payload = None
-        if client is None or payload is None:
+            if token is not None and msg.type != ImsgType.CTL_SEND_REQUEST:
+                log.debug("control: client %d sent a descriptor, ignored", cid)
+                return
+            if client is None:
+                return
+            try:
+                t = ImsgType(msg.type)
+                cls = CLIENT_REQUESTS[t]
+            except (ValueError, KeyError):
+                log.debug("control: client %d: unexpected %s, ignored", cid, type_name(msg.type))
+                return
+            try:
+                payload = cls.unpack(msg.data)
+            except ImsgError as e:
+                log.debug("control: client %d: invalid %s, ignored: %s", cid, type_name(t), e)
+                return
+            self._serve(client, t, payload, msg.data, token)
+            token = None
+        finally:
             if token is not None:
                 os.close(token)
-            return
-        self._serve(client, t, payload, msg.data, token)
 
     def _serve(
         self,

@@ -6,9 +6,9 @@ parent opened (filter locked, receive only), per interface a UDP socket connecte
 socket for link events; it forwards every received frame to the engine as raw bytes and
 builds the DISCOVER/REQUEST messages the engine asks for from plain field values.  The
 kernel adds the headers: nothing here can choose an address, a port or a frame type
-(``bpf`` module doc, ``seccomp.FRONTEND``). Interfaces are
-the ones the parent's configuration names; one that does not exist yet is picked up when
-the kernel announces it.
+(``bpf`` module doc, ``seccomp.FRONTEND``). Interfaces are the ones the parent's
+configuration names; one that does not exist yet is picked up when the kernel announces
+it.
 
 The engine parses more slowly than frames can arrive, and a full queue towards it would
 end the daemon, so pressure flows back to the kernel instead: once ``ENGINE_HIGH_WATER``

@@ -28,7 +28,9 @@ idx = socket.if_nametoindex(sys.argv[1])
 subprocess.run(["ip", "link", "add", "vx0", "type", "veth", "peer", "name", "vx1"], check=True)
 for dev in ("vx0", "vx1"):
     subprocess.run(["ip", "link", "set", dev, "up"], check=True)
-time.sleep(0.5)
+end = time.monotonic() + 10
+while open("/sys/class/net/vx0/operstate").read().strip() != "up" and time.monotonic() < end:
+    time.sleep(0.01)  # carrier: both ends up
 
 def unlocked(if_index):
     s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW | socket.SOCK_NONBLOCK, 0)
@@ -191,33 +193,42 @@ u = bpf.open_udpsock(idx, IPv4Address(addr), IPv4Address(server))
 u.send(b"renew")
 print("sent", flush=True)
 sys.stdin.readline()
-time.sleep(0.3)
+socks = {"bcast": b, "absorb": absorb, "unicast": u}
+
+
+def udp_table():  # /proc/net/udp: inode -> (peer, rx_queue, drops)
+    with open("/proc/net/udp") as f:
+        rows = [line.split() for line in f.read().splitlines()[1:]]
+    return {int(r[9]): (r[2], int(r[4].split(":")[1], 16), int(r[-1])) for r in rows}
+
+
+inodes = {name: os.fstat(s.fileno()).st_ino for name, s in socks.items()}
+deadline = time.monotonic() + 10
+while time.monotonic() < deadline:  # the server's 5 + 5 datagrams, dropped as they come
+    table = udp_table()
+    if table[inodes["unicast"]][2] >= 5 and table[inodes["absorb"]][2] >= 5:
+        break
+    time.sleep(0.01)
 info = {}
-for name, s in (("bcast", b), ("absorb", absorb), ("unicast", u)):
+for name, s in socks.items():
+    peer, rx_queue, drops = udp_table()[inodes[name]]
     info[name] = {
         "sockname": list(s.getsockname()),
         "device": s.getsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, 16).split(b"\0")[0]
         .decode(),
         "nonblocking": not s.getblocking(),
+        "peer": peer, "rx_queue": rx_queue, "drops": drops,
     }
     try:
         s.setsockopt(socket.SOL_SOCKET, bpf.SO_DETACH_FILTER, 0)
         info[name]["detach"] = "ok"
     except OSError as e:
         info[name]["detach"] = e.errno
-    inode = os.fstat(s.fileno()).st_ino
-    with open("/proc/net/udp") as f:
-        for line in f.read().splitlines()[1:]:
-            fields = line.split()
-            if int(fields[9]) == inode:
-                info[name]["peer"] = fields[2]
-                info[name]["rx_queue"] = int(fields[4].split(":")[1], 16)
-                info[name]["drops"] = int(fields[-1])
 print(json.dumps(info), flush=True)
 """
 
 UDP_SERVER = r"""
-import json, socket, struct, sys, time
+import json, socket, struct, sys
 dev, client = sys.argv[1:3]
 sniff = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
 sniff.bind((dev, 0))
@@ -236,7 +247,8 @@ odd.bind(("0.0.0.0", 999))
 for _ in range(5):
     l.sendto(b"x" * 500, (client, 68))  # from the server's port 67: the renewal socket's peer
     odd.sendto(b"y" * 500, (client, 68))  # from elsewhere: the parent's unconnected one
-time.sleep(0.5)
+print("replied", flush=True)
+sys.stdin.readline()  # the client has counted them all: any ICMP answer is on the wire
 frames, icmp = [], 0
 while True:
     try:
@@ -280,18 +292,22 @@ def test_udp_sockets_send_dhcp_and_never_queue() -> None:
         srv = lab.spawn_in(
             lab.srv_ns,
             [sys.executable, "-c", UDP_SERVER, lab.srv_ifname, client],
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
         )
-        assert srv.stdout is not None
+        assert srv.stdout is not None and srv.stdin is not None
         assert srv.stdout.readline().strip() == "ready"
         c.stdin.write("go\n")
         c.stdin.flush()
         assert c.stdout.readline().strip() == "sent"
-        seen = json.loads(srv.stdout.readline())
+        assert srv.stdout.readline().strip() == "replied"
         c.stdin.write("go\n")
         c.stdin.flush()
         info = json.loads(c.stdout.readline())
+        srv.stdin.write("done\n")
+        srv.stdin.flush()
+        seen = json.loads(srv.stdout.readline())
         server_mac = lab.mac(lab.srv_ns, lab.srv_ifname).replace(":", "")
     assert seen["got"] == [
         ["bcast-noaddr", ["0.0.0.0", 68]],

@@ -66,19 +66,12 @@ class Rig:
     fe: Peer
     engine: Peer
     worker: asyncio.Task[None]
-    udp_opened: list[tuple[int, IPv4Address, IPv4Address | None]]
 
 
 @pytest.fixture
 async def rig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Rig]:
     monkeypatch.setattr(defs, "LEASE_DIR", str(tmp_path))
     kroute, resolver = FakeKRoute(), FakeResolver()
-    udp_opened: list[tuple[int, IPv4Address, IPv4Address | None]] = []
-
-    def open_udpsock(i: int, a: IPv4Address, s: IPv4Address | None) -> socket.socket:
-        udp_opened.append((i, a, s))
-        return socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-
     m = main.Main(
         opts=main.Options(ifaces=[IFNAME]),
         conf=Config(ifaces=(IfaceConf(name=IFNAME),)),
@@ -87,7 +80,7 @@ async def rig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[
         load_config=Config,
         open_bpfsock=lambda i: socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM),
         open_bcastsock=lambda i: socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM),
-        open_udpsock=open_udpsock,
+        open_udpsock=lambda i, a, s: socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM),
         open_routesock=lambda: socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM),
     )
     ours, theirs = pair()
@@ -103,7 +96,7 @@ async def rig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[
     m.children["engine"] = SimpleNamespace(channel=en_chan)  # type: ignore[assignment]
     engine = Peer(en_theirs)
     worker = asyncio.get_running_loop().create_task(m.worker())
-    yield Rig(m, kroute, resolver, fe, engine, worker, udp_opened)
+    yield Rig(m, kroute, resolver, fe, engine, worker)
     worker.cancel()
     for c in (chan, en_chan):
         c.close()
@@ -194,6 +187,14 @@ async def test_configure_content_is_checked(rig: Rig, payload: bytes) -> None:
 
 
 async def test_valid_requests_are_served_in_order(rig: Rig, tmp_path: Path) -> None:
+    opened: list[tuple[int, IPv4Address, IPv4Address | None]] = []
+    real = rig.m.open_udpsock
+
+    def record(i: int, a: IPv4Address, s: IPv4Address | None) -> socket.socket:
+        opened.append((i, a, s))
+        return real(i, a, s)
+
+    rig.m.open_udpsock = record
     know_interface(rig)
     await settle()
     route = Route(ZERO, ZERO, IPv4Address("192.0.2.1"))
@@ -216,7 +217,7 @@ async def test_valid_requests_are_served_in_order(rig: Rig, tmp_path: Path) -> N
     socket.close(udp.fd)
     # the frontend's is connected to the server; the parent keeps an unconnected one
     assert imsg.UdpSock.unpack(udp.data) == imsg.UdpSock(IFINDEX, ADDR)
-    assert rig.udp_opened == [(IFINDEX, ADDR, None), (IFINDEX, ADDR, ADDR)]
+    assert opened == [(IFINDEX, ADDR, None), (IFINDEX, ADDR, ADDR)]
     assert list(rig.m.udp_absorb) == [IFINDEX]
     withdraw = imsg.ProposeRdns(IFINDEX, 0, (), "", ())
     send(rig, "engine", ImsgType.WITHDRAW_RDNS, withdraw.pack())

@@ -86,7 +86,7 @@ CAP_NAMES: Final = (
     "bpf",
     "checkpoint_restore",
 )
-SECCOMP_MODES: Final = ("none", "strict", "filter")
+SECCOMP_MODES: Final = ("off", "strict", "filter")  # the kernel's modes, as -j shows them
 CAP_NET_RAW: Final = 13
 PROCESS_ORDER: Final = ("main", "frontend", "engine")
 
@@ -235,6 +235,8 @@ def seccomp_name(mode: int) -> str:
 
 def seccomp_text(p: ProcInfo) -> str:
     """``none``, ``strict`` or ``filter (N calls)``: the kernel's mode, the policy's size."""
+    if p.seccomp == 0:
+        return "none"
     name = seccomp_name(p.seccomp)
     return f"{name} ({p.seccomp_calls} calls)" if p.seccomp == 2 and p.seccomp_calls else name
 

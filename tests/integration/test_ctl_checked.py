@@ -37,7 +37,7 @@ def request_for_index(lab: Lab, if_index: int) -> None:
         s.connect(ctl_socket(lab))
         data = imsg.IfIndex(if_index).pack()
         header = struct.pack("=IHHII", ImsgType.CTL_SEND_REQUEST, 16 + len(data), 1, 0, 0)
-        rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [token]))]
+        rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [token.fileno()]))]
         s.sendmsg([header + data], rights)  # with root's request token, as dhcpleasectl
 
 

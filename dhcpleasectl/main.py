@@ -10,9 +10,11 @@ Usage::
     dhcpleasectl [-s socket] reload
 
 The first form is the original's: without ``-l`` it asks for a new lease (and makes the
-daemon manage the interface if it did not) and polls once a second, printing dots, for
-up to ``maxwait`` seconds (default 10) until the interface is Bound; ``-l`` only shows
-(maxwait then defaults to 0). Differences from the original, on purpose:
+daemon manage the interface if it did not: the request carries a token that proves to
+the parent that root asked, see ``dhcpleased.control``) and polls once a second,
+printing dots, for up to ``maxwait`` seconds (default 10) until the interface is Bound;
+``-l`` only shows (maxwait then defaults to 0). Differences from the original, on
+purpose:
 
 * Exit status 1 when a wait runs out before Bound (the original exits 0): scripts, like
   ``dhcpcd -w`` users, need to know. ``-l`` without ``-w`` exits 0 whatever the state.
@@ -37,6 +39,7 @@ talks plain blocking SEQPACKET: one send is one message, one recv is one answer.
 
 from __future__ import annotations
 
+import array
 import getopt
 import json
 import os
@@ -49,7 +52,7 @@ from typing import Any
 
 from dhcpleasectl import output
 from dhcpleased import defs, imsg
-from dhcpleased.imsg import HEADER, MAX_IMSGSIZE, Header, ImsgError, ImsgType
+from dhcpleased.imsg import HEADER, IMSGF_HASFD, MAX_IMSGSIZE, Header, ImsgError, ImsgType
 
 USAGE = """usage: dhcpleasectl [-jl] [-s socket] [-w maxwait] interface
        dhcpleasectl [-j] [-s socket] [-w maxwait] release interface
@@ -158,11 +161,17 @@ class Client:
     def close(self) -> None:
         self.sock.close()
 
-    def send(self, t: ImsgType, payload: imsg.Payload | None = None) -> None:
-        data = payload.pack() if payload is not None else b""
-        header = Header(t, HEADER.size + len(data), 0, 0, os.getpid())
+    def send(
+        self, t: ImsgType, payload: imsg.Payload | None = None, fd: socket.socket | None = None
+    ) -> None:
+        """One imsg, with ``fd`` passed along (SCM_RIGHTS) if given."""
+        msg = frame(t, payload, IMSGF_HASFD if fd is not None else 0)
         try:
-            self.sock.send(header.pack() + data)
+            if fd is None:
+                self.sock.send(msg)
+            else:
+                rights = array.array("i", [fd.fileno()])
+                self.sock.sendmsg([msg], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, rights)])
         except OSError as e:
             raise CtlError(f"lost connection to dhcpleased: {e.strerror}") from None
 
@@ -194,6 +203,23 @@ class Client:
         return t, data
 
 
+def frame(t: ImsgType, payload: imsg.Payload | None = None, flags: int = 0) -> bytes:
+    data = payload.pack() if payload is not None else b""
+    return Header(t, HEADER.size + len(data), flags, 0, os.getpid()).pack() + data
+
+
+def request_token(index: int) -> socket.socket:
+    """The proof that root asks for a lease on ``index``: a socket only we wrote to.
+
+    The daemon's parent reads our credentials and the request from it; the frontend that
+    carries it there can read it too but cannot write one (control.read_request_token).
+    """
+    mine, token = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+    with mine:
+        mine.send(frame(ImsgType.CTL_SEND_REQUEST, imsg.IfIndex(index)))
+    return token
+
+
 def decode(cls: type[imsg.Payload], data: bytes) -> Any:
     try:
         return cls.unpack(data)
@@ -223,7 +249,11 @@ def show_interface(
     maxwait = o.maxwait if o.maxwait is not None else (0 if o.list_only else 10)
     client = Client(o.socket)
     if not o.list_only:
-        client.send(ask, imsg.IfIndex(index))
+        if ask is ImsgType.CTL_SEND_REQUEST:  # the token: root asked (control.py)
+            with request_token(index) as token:
+                client.send(ask, imsg.IfIndex(index), fd=token)
+        else:
+            client.send(ask, imsg.IfIndex(index))
     waits: float = maxwait
     didot = False
     while True:

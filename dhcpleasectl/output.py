@@ -87,7 +87,8 @@ CAP_NAMES: Final = (
     "bpf",
     "checkpoint_restore",
 )
-SECCOMP_MODES: Final = ("off", "strict", "filter")
+SECCOMP_MODES: Final = ("off", "strict", "filter")  # the kernel's modes, as -j shows them
+CAP_NET_RAW: Final = 13
 PROCESS_ORDER: Final = ("main", "frontend", "engine")
 
 
@@ -236,6 +237,40 @@ def seccomp_name(mode: int) -> str:
     return SECCOMP_MODES[mode] if 0 <= mode < len(SECCOMP_MODES) else str(mode)
 
 
+def seccomp_text(p: ProcInfo) -> str:
+    """``none``, ``strict`` or ``filter (N calls)``: the kernel's mode, the policy's size."""
+    if p.seccomp == 0:
+        return "none"
+    name = seccomp_name(p.seccomp)
+    return f"{name} ({p.seccomp_calls} calls)" if p.seccomp == 2 and p.seccomp_calls else name
+
+
+def _n(count: int, what: str) -> str:
+    return f"{count} {what}{'' if count == 1 else 's'}"
+
+
+def can_send(p: ProcInfo) -> str:
+    """What the process can put on the network, from the facts it reported of itself."""
+    if p.opens_sockets:
+        raw = "with" if p.cap_eff >> CAP_NET_RAW & 1 else "without"
+        return f"anything: it may open sockets, {raw} cap_net_raw"
+    held = [
+        text
+        for count, text in (
+            (p.packet_tx, _n(p.packet_tx, "packet socket") + " that can send any frame"),
+            (p.packet_rx_only, _n(p.packet_rx_only, "packet socket") + ", receive only"),
+            (p.udp_broadcast, "UDP 68->255.255.255.255:67 on " + _n(p.udp_broadcast, "interface")),
+            (p.udp_unicast, "UDP 68->its server:67 on " + _n(p.udp_unicast, "interface")),
+        )
+        if count
+    ]
+    if not held:
+        return "nothing but its channels to the other processes (no network socket)"
+    if not p.names_dest:
+        held.append("no destination of its own choosing")
+    return "; ".join(held)
+
+
 def landlock_name(abi: int) -> str:
     if abi > 0:
         return f"ABI {abi}"
@@ -260,7 +295,7 @@ def render_procs_text(procs: list[ProcInfo]) -> str:
                 str(p.uid),
                 str(p.gid),
                 "yes" if p.no_new_privs else "no",
-                seccomp_name(p.seccomp),
+                seccomp_text(p),
                 landlock_name(p.landlock_abi),
                 caps,
             )
@@ -273,11 +308,15 @@ def render_procs_text(procs: list[ProcInfo]) -> str:
         + "\n"
         for r in rows
     )
-    return table + "".join(
-        f"packet sockets: {p.frames_read} frames read, {p.frames_dropped} dropped by the "
-        f"kernel while the engine was busy (reading paused {p.read_pauses} times)\n"
-        for p in procs
-        if p.name == "frontend"
+    return (
+        table
+        + "".join(f"{p.name} can send: {can_send(p)}\n" for p in sort_procs(procs))
+        + "".join(
+            f"packet sockets: {p.frames_read} frames read, {p.frames_dropped} dropped by the "
+            f"kernel while the engine was busy (reading paused {p.read_pauses} times)\n"
+            for p in procs
+            if p.name == "frontend"
+        )
     )
 
 
@@ -294,11 +333,17 @@ def render_procs_json(procs: list[ProcInfo]) -> dict[str, Any]:
                 "capabilities": cap_names(p.cap_eff),
                 "no_new_privs": p.no_new_privs,
                 "seccomp": seccomp_name(p.seccomp),
+                "seccomp_calls": p.seccomp_calls,
                 "landlock_abi": p.landlock_abi,
                 "landlock_status": p.landlock_status,
                 "frames_read": p.frames_read,
                 "frames_dropped": p.frames_dropped,
                 "read_pauses": p.read_pauses,
+                "opens_sockets": p.opens_sockets,
+                "names_destination": p.names_dest,
+                "packet_sockets": {"receive_only": p.packet_rx_only, "can_send": p.packet_tx},
+                "udp_sockets": {"broadcast": p.udp_broadcast, "unicast": p.udp_unicast},
+                "can_send": can_send(p),
             }
             for p in sort_procs(procs)
         ],

@@ -2,9 +2,26 @@
 
 The Linux twin of OpenBSD's locked ``/dev/bpf`` is an AF_PACKET socket with a classic BPF
 program attached and locked (``SO_LOCK_FILTER``): once the descriptor has been passed to
-the sandboxed frontend nobody, not even root, can widen what it sees.  The frontend only
-calls :func:`recv_frame`, :func:`send_frame` and :func:`parse_link_messages` on what it was
-given; the ``open_*`` functions need privileges and run in the parent.
+the sandboxed frontend nobody, not even root, can widen what it sees.
+
+The original also locks a BPF *write* filter (IPv4 UDP 68->67 only); Linux has none for
+packet sockets.  So the frontend gets no socket that can emit a frame of its choosing:
+
+* the packet socket is bound to no interface (``sll_ifindex`` 0, its filter checks the
+  arrival interface itself), and a packet socket bound so cannot send without a
+  destination address: ``send``/``write`` fail with ENXIO, and the frontend's seccomp
+  list admits ``sendto`` only with a NULL address and ``sendmsg`` only on its channel to
+  the parent.  It only receives;
+* DISCOVER, REQUEST and REBIND go out through a UDP socket per interface bound to
+  0.0.0.0:68 on that device and *connected* to 255.255.255.255:67 (:func:`open_bcastsock`);
+  renewals through one bound to the leased address:68 and connected to the server:67
+  (:func:`open_udpsock`).  The kernel builds the Ethernet, IP and UDP headers: the
+  frontend chooses the DHCP payload and nothing else, as the original's write filter
+  allows.
+
+The frontend only calls :func:`recv_frame`, :func:`send_dhcp` and
+:func:`parse_link_messages` on what it was given; the ``open_*`` functions need
+privileges and run in the parent.
 
 Link events are decoded here by hand with :mod:`struct` rather than with pyroute2 so the
 frontend does not have to import pyroute2 (a third of a second and 25 MB) just to read
@@ -16,6 +33,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import os
 import socket
 import struct
 from dataclasses import dataclass
@@ -28,10 +46,10 @@ from dhcpleased import defs
 SOL_PACKET: Final = 263
 PACKET_STATISTICS: Final = 6
 PACKET_AUXDATA: Final = 8
-PACKET_IGNORE_OUTGOING: Final = 23
 SO_ATTACH_FILTER: Final = 26
 SO_DETACH_FILTER: Final = 27
 SO_LOCK_FILTER: Final = 44
+SO_BINDTOIFINDEX: Final = 62
 RTMGRP_LINK: Final = 1
 
 RTM_NEWLINK: Final = 16
@@ -68,6 +86,10 @@ SKF_AD_OFF: Final = -0x1000
 SKF_AD_VLAN_TAG_PRESENT: Final = 48
 
 IPPROTO_UDP: Final = 17
+IP_MTU_DISCOVER: Final = 10
+IP_PMTUDISC_DONT: Final = 0  # no DF bit, as the original's frames
+IPTOS_LOWDELAY: Final = 0x10  # the original's broadcast frames: TOS lowdelay, TTL 128
+BROADCAST_TTL: Final = 128
 IP_FRAGMASK: Final = 0x3FFF  # MF flag + fragment offset: set on every fragment, first or later
 
 _NLMSGHDR: Final = struct.Struct("=IHHII")  # len, type, flags, seq, pid
@@ -75,8 +97,10 @@ _IFINFOMSG: Final = struct.Struct("=BxHiII")  # family, pad, type, index, flags,
 _RTATTR: Final = struct.Struct("=HH")  # len, type
 _AUXDATA: Final = struct.Struct("=IIIHHHH")  # tp_status, tp_len, tp_snaplen, mac, net, tci, tpid
 _SOCK_FILTER: Final = struct.Struct("=HBBI")
+_SOCKADDR_LL: Final = struct.Struct("=HHiHBB8s")  # family, protocol (be), ifindex, ...
 _TPACKET_STATS: Final = struct.Struct("=II")  # tp_packets, tp_drops
 
+_libc = ctypes.CDLL(None, use_errno=True)
 _RECV_SIZE: Final = 2048  # the original's BPFLEN; anything larger is dropped anyway
 _MAX_SKIPPED: Final = 64  # bounded work per readable event, so a flood cannot starve the loop
 
@@ -170,34 +194,47 @@ def _drain(sock: socket.socket) -> None:
             raise
 
 
-def open_bpfsock(if_index: int, *, drop_foreign: bool = True) -> socket.socket:
-    """Open the locked DHCP packet socket for one interface (the parent's open_bpfsock).
+def open_bpfsock(if_index: int) -> socket.socket:
+    """Open the locked, receive-only DHCP packet socket for one interface (open_bpfsock).
 
     Protocol 0 at creation means the socket receives nothing until bind(), and by then the
-    filter is attached and locked: no unfiltered frame is ever queued.  The drain is a
-    second belt.  Raises OSError (ENXIO/ENODEV if the interface is gone).
+    filter is attached and locked: no unfiltered frame is ever queued.  It is bound to
+    ETH_P_IP on *no* interface, so it cannot send (see the module doc); the filter's
+    :func:`foreign_drop` prefix keeps it to frames that arrived on ``if_index``.  The drain
+    is a second belt.  Raises OSError (ENXIO/ENODEV if the interface is gone).
     """
     sock = socket.socket(
         socket.AF_PACKET, socket.SOCK_RAW | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC, 0
     )
     try:
-        _attach(sock, filter_program(if_index if drop_foreign else None))
+        socket.if_indextoname(if_index)  # ENXIO now rather than a socket that sees nothing
+        _attach(sock, filter_program(if_index))
         sock.setsockopt(socket.SOL_SOCKET, SO_LOCK_FILTER, 1)
         sock.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
-        try:  # our own DISCOVERs/REQUESTs need not run through the filter (Linux >= 4.20)
-            sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
-        except OSError as e:
-            if e.errno not in (errno.ENOPROTOOPT, errno.EINVAL):
-                raise
-        ifname = socket.if_indextoname(if_index)
-        sock.bind((ifname, defs.ETH_P_IP))
-        if socket.if_nametoindex(ifname) != if_index:  # renamed under our feet
-            raise OSError(errno.ENODEV, f"interface {if_index} was renamed")
+        _bind_packet(sock, 0, defs.ETH_P_IP)
         _drain(sock)
     except BaseException:
         sock.close()
         raise
     return sock
+
+
+def receive_only(sock: socket.socket) -> bool:
+    """Is this packet socket bound to no interface (and so unable to send)?  For
+    ``dhcpleasectl -p``: getsockname names the bound interface, "" for none."""
+    try:
+        name = sock.getsockname()
+    except OSError:
+        return False
+    return isinstance(name, tuple) and name[0] == ""
+
+
+def _bind_packet(sock: socket.socket, if_index: int, protocol: int) -> None:
+    """bind() a packet socket by index: Python's (ifname, proto) form cannot say "none"."""
+    addr = _SOCKADDR_LL.pack(socket.AF_PACKET, socket.htons(protocol), if_index, 0, 0, 0, b"")
+    if _libc.bind(sock.fileno(), addr, len(addr)) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"bind packet socket: {os.strerror(err)}")
 
 
 def recv_frame(sock: socket.socket) -> tuple[bytes, int] | None:
@@ -241,35 +278,81 @@ def take_drops(sock: socket.socket) -> int:
     return int(_TPACKET_STATS.unpack(raw)[1])
 
 
-def send_frame(sock: socket.socket, frame: bytes) -> None:
-    """Send one whole Ethernet frame on the bound interface; OSError on failure."""
-    sent = sock.send(frame)
-    if sent != len(frame):
-        raise OSError(errno.EMSGSIZE, f"short packet write: {sent} of {len(frame)}")
+def send_dhcp(sock: socket.socket, payload: bytes) -> None:
+    """Send one DHCP message on a connected UDP socket; OSError on failure."""
+    sent = sock.send(payload)
+    if sent != len(payload):
+        raise OSError(errno.EMSGSIZE, f"short send: {sent} of {len(payload)}")
 
 
-def open_udpsock(ifname: str, addr: IPv4Address) -> socket.socket:
-    """UDP socket bound to addr:68 on ifname, for unicast renewals only.
+def _udp_sendonly(if_index: int) -> socket.socket:
+    """A UDP socket on one device whose receive side never holds a byte.
 
-    Replies to it also arrive on the packet socket, so its own receive side is shut: a
-    locked drop-all filter guarantees nothing piles up (shutdown(SHUT_RD) alone does not
-    stop UDP queueing on Linux), and the smallest receive buffer bounds it regardless.
+    DHCP replies arrive on the packet socket; these sockets only send.  A locked drop-all
+    filter guarantees nothing piles up (shutdown(SHUT_RD) alone does not stop UDP queueing
+    on Linux), and the smallest receive buffer bounds it regardless.  SO_BINDTOIFINDEX
+    (Linux 5.0) names the device by index, so a rename cannot slip in between.
     """
     sock = socket.socket(
         socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC, 0
     )
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, ifname.encode())
+        sock.setsockopt(socket.SOL_SOCKET, SO_BINDTOIFINDEX, if_index)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1)
         _attach(sock, DROP_ALL)
         sock.setsockopt(socket.SOL_SOCKET, SO_LOCK_FILTER, 1)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _shut_rd(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RD)
+    except OSError as e:  # unconnected UDP: Linux sets the flag yet returns ENOTCONN
+        if e.errno != errno.ENOTCONN:
+            raise
+
+
+def open_bcastsock(if_index: int) -> socket.socket:
+    """UDP 0.0.0.0:68 -> 255.255.255.255:67 on one interface: DISCOVER, REQUEST, REBIND.
+
+    Linux sends it from 0.0.0.0 to ff:ff:ff:ff:ff:ff while the interface has no address
+    (from the interface's address once it has one), with the original's TOS and TTL and
+    no DF bit.  Connected, so ``send()`` needs no address and cannot be given another.
+    """
+    sock = _udp_sendonly(if_index)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, IPTOS_LOWDELAY)
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, BROADCAST_TTL)
+        sock.setsockopt(socket.IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_DONT)
+        sock.bind(("0.0.0.0", defs.CLIENT_PORT))
+        sock.connect(("255.255.255.255", defs.SERVER_PORT))
+        _shut_rd(sock)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def open_udpsock(
+    if_index: int, addr: IPv4Address, server: IPv4Address | None = None
+) -> socket.socket:
+    """UDP socket bound to addr:68 on one interface; connected to server:67 if given.
+
+    The connected one is the frontend's, for unicast renewals.  The unconnected one stays
+    in the parent: bound like the original's, it takes (and drops) unicast replies from
+    any other server, so the kernel answers none of them with ICMP port unreachable.
+    """
+    sock = _udp_sendonly(if_index)
+    try:
         sock.bind((str(addr), defs.CLIENT_PORT))
-        try:
-            sock.shutdown(socket.SHUT_RD)
-        except OSError as e:  # unconnected UDP: Linux sets the flag yet returns ENOTCONN
-            if e.errno != errno.ENOTCONN:
-                raise
+        if server is not None:
+            sock.connect((str(server), defs.SERVER_PORT))
+        _shut_rd(sock)
     except BaseException:
         sock.close()
         raise

@@ -23,8 +23,14 @@ The client protocol (every answer carries the request's peerid, which clients ig
 
 * CTL_SHOW_INTERFACE_INFO (IfIndex): the engine's CTL_SHOW_INTERFACE_INFO
   (CtlEngineInfo), or CTL_END when the engine does not know the interface.
-* CTL_SEND_REQUEST (IfIndex): no answer; REQUEST_REBOOT to the engine, or MANAGE_IF to
-  the parent for an interface that is not managed yet (the original sets AUTOCONF4).
+* CTL_SEND_REQUEST (IfIndex, optionally with a request token): no answer; REQUEST_REBOOT
+  to the engine, or, for an interface that is not managed yet, MANAGE_IF to the parent
+  with the token (the original sets AUTOCONF4, which only root can). The token is one end
+  of a SEQPACKET socketpair the client made, holding one CTL_SEND_REQUEST it wrote into
+  the other end before closing that: the parent reads the client's credentials
+  (SO_PEERCRED) and its request from it itself (:func:`read_request_token`), so the
+  frontend, which cannot make sockets, cannot forge one. A request for an unmanaged
+  interface without a token is ignored.
 * CTL_LOG_VERBOSE (Verbose): forwarded to the parent and the engine; CTL_END.
 * CTL_RELOAD (Empty): forwarded to the parent, which reloads and answers
   CTL_RELOAD_RESULT (ReloadResult: ok, and the parser's messages when not), relayed.
@@ -52,12 +58,12 @@ import os
 import socket
 import stat
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, Protocol
 
 from dhcpleased import imsg
-from dhcpleased.imsg import ImsgError, ImsgType, type_name
+from dhcpleased.imsg import HEADER, Header, ImsgError, ImsgType, type_name
 from dhcpleased.ipc import Channel, Imsg
 from dhcpleased.log import log
 
@@ -82,19 +88,27 @@ CLIENT_REQUESTS: Final[dict[ImsgType, type[imsg.Payload]]] = {
     ImsgType.CTL_RELEASE: imsg.IfIndex,
 }
 
-# to_main / to_engine: (type, payload, peerid) -> whether it was queued
-Forward = Callable[[ImsgType, bytes, int], bool]
+
+class Forward(Protocol):
+    """to_main / to_engine: queue (type, payload, peerid[, descriptor]); False if dropped."""
+
+    def __call__(self, t: ImsgType, data: bytes, peerid: int, fd: int | None = None) -> bool: ...
 
 
-def forward(channel: Channel | None, t: ImsgType, data: bytes, peerid: int) -> bool:
+def forward(
+    channel: Channel | None, t: ImsgType, data: bytes, peerid: int, fd: int | None = None
+) -> bool:
     """Queue a client's request on a sibling channel unless clients have filled it enough.
 
     A sibling channel that overflows is fatal for the frontend, so clients get only
-    ``SIBLING_HEADROOM`` of its queue; past that their requests are dropped.
+    ``SIBLING_HEADROOM`` of its queue; past that their requests are dropped (and ``fd``,
+    which is the channel's either way, closed).
     """
     if channel is None or channel.closed or channel.pending >= SIBLING_HEADROOM:
+        if fd is not None:
+            os.close(fd)
         return False
-    channel.compose(t, data, peerid=peerid)
+    channel.compose(t, data, fd=fd, peerid=peerid)
     return True
 
 
@@ -254,26 +268,38 @@ class Control:
     def _dispatch(self, cid: int, msg: Imsg) -> None:
         """control_dispatch_imsg: bad requests are ignored, never fatal."""
         client = self.clients.get(cid)
-        if msg.fd is not None:
-            os.close(msg.fd)
-            log.debug("control: client %d sent a descriptor, ignored", cid)
-            return
-        if client is None:
-            return
+        token = msg.fd  # CTL_SEND_REQUEST's only; closed here unless _serve takes it
         try:
-            t = ImsgType(msg.type)
-            cls = CLIENT_REQUESTS[t]
-        except (ValueError, KeyError):
-            log.debug("control: client %d: unexpected %s, ignored", cid, type_name(msg.type))
-            return
-        try:
-            payload = cls.unpack(msg.data)
-        except ImsgError as e:
-            log.debug("control: client %d: invalid %s, ignored: %s", cid, type_name(t), e)
-            return
-        self._serve(client, t, payload, msg.data)
+            if token is not None and msg.type != ImsgType.CTL_SEND_REQUEST:
+                log.debug("control: client %d sent a descriptor, ignored", cid)
+                return
+            if client is None:
+                return
+            try:
+                t = ImsgType(msg.type)
+                cls = CLIENT_REQUESTS[t]
+            except (ValueError, KeyError):
+                log.debug("control: client %d: unexpected %s, ignored", cid, type_name(msg.type))
+                return
+            try:
+                payload = cls.unpack(msg.data)
+            except ImsgError as e:
+                log.debug("control: client %d: invalid %s, ignored: %s", cid, type_name(t), e)
+                return
+            self._serve(client, t, payload, msg.data, token)
+            token = None
+        finally:
+            if token is not None:
+                os.close(token)
 
-    def _serve(self, client: Client, t: ImsgType, payload: imsg.Payload, data: bytes) -> None:
+    def _serve(
+        self,
+        client: Client,
+        t: ImsgType,
+        payload: imsg.Payload,
+        data: bytes,
+        token: int | None = None,
+    ) -> None:
         cid = client.id
         if t is ImsgType.CTL_SHOW_INTERFACE_INFO:
             if client.inflight >= MAX_INFLIGHT:
@@ -282,12 +308,16 @@ class Control:
                 client.inflight += 1
         elif t is ImsgType.CTL_SEND_REQUEST:
             assert isinstance(payload, imsg.IfIndex)
-            if payload.if_index == 0:
+            if payload.if_index != 0 and not self.is_managed(payload.if_index):
+                if token is None:
+                    log.debug("control: client %d: no request token, not managing it", cid)
+                else:
+                    self.to_main(ImsgType.MANAGE_IF, data, 0, token)
                 return
-            if self.is_managed(payload.if_index):
+            if token is not None:
+                os.close(token)
+            if payload.if_index != 0:
                 self.to_engine(ImsgType.REQUEST_REBOOT, data, 0)
-            else:
-                self.to_main(ImsgType.MANAGE_IF, data, 0)
         elif t is ImsgType.CTL_RELEASE:
             assert isinstance(payload, imsg.IfIndex)
             if payload.if_index != 0 and self.is_managed(payload.if_index):
@@ -356,6 +386,42 @@ class Control:
         for client in list(self.clients.values()):
             if client.monitor:
                 client.channel.compose(ImsgType.CTL_MONITOR_EVENT, data)
+
+
+def read_request_token(fd: int, daemon_pids: Collection[int], uid: int = ROOT_UID) -> int:
+    """The interface a root client asked for, read by the parent from its request token.
+
+    Takes ``fd``.  Raises ImsgError unless ``fd`` is a connected SEQPACKET socket whose
+    peer, as the kernel recorded it, is a ``uid`` process outside the daemon (the
+    daemon's own socketpairs and the listening socket have root's credentials too), and
+    holds a well-formed CTL_SEND_REQUEST: only the process at the other end can have
+    written it, and the frontend can make no socket of its own.  Never blocks.
+    """
+    try:
+        tok = socket.socket(fileno=fd)
+    except OSError as e:
+        os.close(fd)
+        raise ImsgError(f"request token: {e.strerror}") from None
+    with tok:
+        try:
+            if tok.family != socket.AF_UNIX or tok.type != socket.SOCK_SEQPACKET:
+                raise ImsgError("request token is not a unix SEQPACKET socket")
+            if tok.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+                raise ImsgError("request token is a listening socket")
+            pid, peer_uid, _ = peer_credentials(tok)
+            if peer_uid != uid:
+                raise ImsgError(f"request token made by uid {peer_uid}")
+            if pid in daemon_pids:
+                raise ImsgError("request token made by the daemon itself")
+            data = tok.recv(HEADER.size + imsg.IfIndex.MAX_SIZE + 1, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            raise ImsgError("request token holds no request") from None
+        except OSError as e:
+            raise ImsgError(f"request token: {e.strerror}") from None
+    hdr = Header.unpack(data[: HEADER.size]) if len(data) >= HEADER.size else None
+    if hdr is None or hdr.length != len(data) or hdr.type != ImsgType.CTL_SEND_REQUEST:
+        raise ImsgError("request token holds no CTL_SEND_REQUEST")
+    return imsg.IfIndex.unpack(data[HEADER.size :]).if_index
 
 
 def create_socket(path: str, backlog: int = LISTEN_BACKLOG) -> socket.socket:

@@ -1,12 +1,14 @@
 """The frontend process (frontend.c).
 
 The frontend moves packets and never looks inside them: it holds the packet sockets the
-parent opened (filter locked), the UDP sockets for unicast renewals and the netlink socket
-for link events; it forwards every received frame to the engine as raw bytes and builds
-the DISCOVER/REQUEST/RELEASE packets the engine asks for from plain field values (a
-RELEASE only ever unicast, RFC 2131 4.4.4). Interfaces are
-the ones the parent's configuration names; one that does not exist yet is picked up when
-the kernel announces it.
+parent opened (filter locked, receive only), per interface a UDP socket connected to
+255.255.255.255:67 and one connected to the server for unicast renewals, and the netlink
+socket for link events; it forwards every received frame to the engine as raw bytes and
+builds the DISCOVER/REQUEST/RELEASE messages the engine asks for from plain field values
+(a RELEASE only ever unicast, RFC 2131 4.4.4).  The kernel adds the headers: nothing here
+can choose an address, a port or a frame type (``bpf`` module doc, ``seccomp.FRONTEND``).
+Interfaces are the ones the parent's configuration names; one that does not exist yet is
+picked up when the kernel announces it.
 
 The engine parses more slowly than frames can arrive, and a full queue towards it would
 end the daemon, so pressure flows back to the kernel instead: once ``ENGINE_HIGH_WATER``
@@ -66,8 +68,10 @@ class FrontendIface:
     hw_address: bytes
     running: bool
     link_state: int
-    bpf: socket.socket | None = None
-    udp: socket.socket | None = None
+    bpf: socket.socket | None = None  # receives only
+    bcast: socket.socket | None = None  # 0.0.0.0:68 -> 255.255.255.255:67
+    udp: socket.socket | None = None  # leased address:68 -> udp_server:67
+    udp_server: IPv4Address | None = None
     pending: tuple[ImsgType, imsg.ReqDhcp] | None = None  # asked for before the socket came
 
 
@@ -123,6 +127,7 @@ class Frontend(ChildProcess):
             ImsgType.SOCKET_IPC,
             ImsgType.ROUTESOCK,
             ImsgType.BPFSOCK,
+            ImsgType.BCASTSOCK,
             ImsgType.UDPSOCK,
             ImsgType.CONTROLFD,
         )
@@ -164,13 +169,14 @@ class Frontend(ChildProcess):
                 self.control.sibling_reply(msg.peerid, t, msg.data)
         elif t is ImsgType.BPFSOCK:
             self.set_bpfsock(imsg.IfIndex.unpack(msg.data).if_index, msg.fd)
+        elif t is ImsgType.BCASTSOCK:
+            self.set_bcastsock(imsg.IfIndex.unpack(msg.data).if_index, msg.fd)
         elif t is ImsgType.UDPSOCK:
-            self.set_udpsock(imsg.IfIndex.unpack(msg.data).if_index, msg.fd)
+            self.set_udpsock(imsg.UdpSock.unpack(msg.data), msg.fd)
         elif t is ImsgType.CLOSE_UDPSOCK:
             iface = self.ifaces.get(imsg.IfIndex.unpack(msg.data).if_index)
-            if iface is not None and iface.udp is not None:
-                iface.udp.close()
-                iface.udp = None
+            if iface is not None:
+                self.close_udp(iface)
         elif t in (
             ImsgType.RECONF_CONF,
             ImsgType.RECONF_IFACE,
@@ -252,26 +258,47 @@ class Frontend(ChildProcess):
         iface.bpf = sock
         if self.reading:
             self.loop.add_reader(sock.fileno(), self.bpf_receive, iface)
-        if iface.pending is not None:
-            # What the engine asked for meanwhile goes out now, as the original sends its
-            # DISCOVER (send_discover) then. The packet it asked for, not always a DISCOVER:
-            # in Rebooting that would draw an OFFER the engine ignores, and asking the engine
-            # for a second "reboot" would halve INIT-REBOOT's two tries.
-            t, req = iface.pending
-            iface.pending = None
-            self.send_packet(t, req)
+        self.send_pending(iface)
 
-    def set_udpsock(self, if_index: int, fd: int | None) -> None:
+    def set_bcastsock(self, if_index: int, fd: int | None) -> None:
+        """The parent sends it just before the packet socket, which then sends what waits."""
         assert fd is not None
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, 0, fileno=fd)
         iface = self.ifaces.get(if_index)
         if iface is None:
             sock.close()
             return
+        if iface.bcast is not None:
+            iface.bcast.close()
+        sock.setblocking(False)
+        iface.bcast = sock
+        self.send_pending(iface)
+
+    def send_pending(self, iface: FrontendIface) -> None:
+        """What the engine asked for before the sockets came goes out once both are here,
+        as the original sends its DISCOVER (send_discover) then. The packet it asked for, not
+        always a DISCOVER: in Rebooting that would draw an OFFER the engine ignores, and
+        asking the engine for a second "reboot" would halve INIT-REBOOT's two tries."""
+        if iface.pending is not None and iface.bpf is not None and iface.bcast is not None:
+            t, req = iface.pending
+            iface.pending = None
+            self.send_packet(t, req)
+
+    def set_udpsock(self, us: imsg.UdpSock, fd: int | None) -> None:
+        assert fd is not None
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, 0, fileno=fd)
+        iface = self.ifaces.get(us.if_index)
+        if iface is None:
+            sock.close()
+            return
+        self.close_udp(iface)
+        sock.setblocking(False)
+        iface.udp, iface.udp_server = sock, us.server
+
+    def close_udp(self, iface: FrontendIface) -> None:
         if iface.udp is not None:
             iface.udp.close()
-        sock.setblocking(False)
-        iface.udp = sock
+        iface.udp, iface.udp_server = None, None
 
     # --- link events --------------------------------------------------------------------------
     def route_receive(self) -> None:
@@ -336,9 +363,10 @@ class Frontend(ChildProcess):
 
     def close_sockets(self, iface: FrontendIface) -> None:
         self.close_bpf(iface)
-        if iface.udp is not None:
-            iface.udp.close()
-            iface.udp = None
+        self.close_udp(iface)
+        if iface.bcast is not None:
+            iface.bcast.close()
+            iface.bcast = None
 
     # --- packets ------------------------------------------------------------------------------
     def bpf_receive(self, iface: FrontendIface) -> None:
@@ -456,9 +484,14 @@ class Frontend(ChildProcess):
             prefer_ipv6=conf.prefer_ipv6,
             rapid_commit=conf.rapid_commit,
         )
-        if not req.dhcp_server.is_unspecified and iface.udp is not None:
+        payload = packet.build_bootp(r)
+        # Unicast only to the server the parent connected the renewal socket to; any
+        # other target (a server that changed while rebinding) is broadcast, as the
+        # original falls back to BPF when its sendto fails.
+        if not req.dhcp_server.is_unspecified and iface.udp_server == req.dhcp_server:
+            assert iface.udp is not None
             try:
-                iface.udp.sendto(packet.build_bootp(r), (str(req.dhcp_server), defs.SERVER_PORT))
+                bpf.send_dhcp(iface.udp, payload)
                 return
             except OSError as e:
                 log.debug("%s: unicast to %s: %s", iface.name, req.dhcp_server, e.strerror)
@@ -467,11 +500,11 @@ class Frontend(ChildProcess):
                 "%s: DHCPRELEASE not sent: no unicast path to %s", iface.name, req.dhcp_server
             )
             return
-        if iface.bpf is None:  # sent by set_bpfsock when the socket arrives
+        if iface.bcast is None or iface.bpf is None:  # sent by send_pending when they come
             iface.pending = (t, req)
             return
         try:
-            bpf.send_frame(iface.bpf, packet.build_frame(r))
+            bpf.send_dhcp(iface.bcast, payload)
         except OSError as e:
             log.warning("%s: cannot send: %s", iface.name, e.strerror)
 
@@ -484,8 +517,12 @@ class Frontend(ChildProcess):
             raise ImsgError("received a second control socket")
         self.control = control.Control(
             sock,
-            to_main=lambda t, data, peerid: control.forward(self.main, t, data, peerid),
-            to_engine=lambda t, data, peerid: control.forward(self.engine, t, data, peerid),
+            to_main=lambda t, data, peerid, fd=None: control.forward(
+                self.main, t, data, peerid, fd
+            ),
+            to_engine=lambda t, data, peerid, fd=None: control.forward(
+                self.engine, t, data, peerid, fd
+            ),
             is_managed=lambda if_index: if_index in self.ifaces,
             set_verbose=log_setverbose,
             procinfo=self.procinfo,
@@ -494,12 +531,20 @@ class Frontend(ChildProcess):
             self.control.start()
 
     def procinfo(self) -> imsg.ProcInfo:
+        ifaces = self.ifaces.values()
+        rx_only = sum(1 for i in ifaces if i.bpf is not None and bpf.receive_only(i.bpf))
         return procinfo.snapshot(
             self.status_fd,
             "frontend",
             frames_read=self.frames_read,
             frames_dropped=self.count_drops(),
             read_pauses=self.read_pauses,
+            sockets=procinfo.Sockets(
+                packet_rx_only=rx_only,
+                packet_tx=sum(1 for i in ifaces if i.bpf is not None) - rx_only,
+                udp_broadcast=sum(1 for i in ifaces if i.bcast is not None),
+                udp_unicast=sum(1 for i in ifaces if i.udp is not None),
+            ),
         )
 
     def relay_procinfo(self, role: str, msg: Imsg) -> None:

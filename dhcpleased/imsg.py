@@ -93,7 +93,8 @@ class ImsgType(enum.IntEnum):
     CTL_MONITOR_EVENT = enum.auto()  # engine -> fe -> subscribed ctl clients
     CTL_PROCINFO = enum.auto()  # ctl -> fe, fe -> main/engine: query (empty); fe -> ctl: ProcInfo
     PROCINFO = enum.auto()  # main/engine -> fe: own ProcInfo, answering CTL_PROCINFO (peerid kept)
-    MANAGE_IF = enum.auto()  # fe -> main: dhcpleasectl asked about an unmanaged interface
+    MANAGE_IF = enum.auto()  # fe -> main: dhcpleasectl asked about an unmanaged interface,
+    # with the client's request token (a socket only the client wrote to: control.py)
     CTL_RELOAD_RESULT = enum.auto()  # main -> fe -> ctl: how a dhcpleasectl reload went
     CTL_RELEASE = enum.auto()  # ctl -> fe: dhcpleasectl release IF (no answer)
     REQUEST_RELEASE = enum.auto()  # fe -> engine (ctl), main -> engine (release on exit)
@@ -101,6 +102,7 @@ class ImsgType(enum.IntEnum):
     RELEASE_SENT = enum.auto()  # fe -> engine: done with SEND_RELEASE, the address may go
     RELEASED = enum.auto()  # engine -> main: lease given back, drop its lease file
     SANDBOX_UP = enum.auto()  # engine/fe -> main, once: my sandbox is in place (readiness)
+    BCASTSOCK = enum.auto()  # main -> fe: UDP socket 0.0.0.0:68 -> 255.255.255.255:67
 
 
 def type_name(t: int) -> str:
@@ -630,6 +632,15 @@ class Dhcp(Payload):
 
 @_wire
 @dataclass(frozen=True, slots=True)
+class UdpSock(Payload):
+    """UDPSOCK: the renewal socket of if_index, connected to server:67 by the parent."""
+
+    if_index: int = field(metadata=_m(_U32C))
+    server: IPv4Address = field(metadata=_m(_ADDR))
+
+
+@_wire
+@dataclass(frozen=True, slots=True)
 class ConfigureInterface(Payload):
     """imsg_configure_interface: CONFIGURE/DECONFIGURE_INTERFACE, WITHDRAW_ROUTES.
 
@@ -710,6 +721,17 @@ class ProcInfo(Payload):
     frames_read: int = field(default=0, metadata=_m(_Int("Q", hi=_U64)))
     frames_dropped: int = field(default=0, metadata=_m(_Int("Q", hi=_U64)))
     read_pauses: int = field(default=0, metadata=_m(_Int("Q", hi=_U64)))
+    # what the process can send (procinfo.py): the calls its seccomp filter admits (0 = no
+    # filter), whether it may open sockets or name a destination address at all, and the
+    # sockets it holds: packet sockets that only receive or can send, UDP sockets
+    # connected to 255.255.255.255:67 and to a server's port 67
+    seccomp_calls: int = field(default=0, metadata=_m(_Int("H", hi=0xFFFF)))
+    opens_sockets: bool = field(default=True, metadata=_m(_BOOL))
+    names_dest: bool = field(default=True, metadata=_m(_BOOL))
+    packet_rx_only: int = field(default=0, metadata=_m(_U32C))
+    packet_tx: int = field(default=0, metadata=_m(_U32C))
+    udp_broadcast: int = field(default=0, metadata=_m(_U32C))
+    udp_unicast: int = field(default=0, metadata=_m(_U32C))
 
 
 @_wire
@@ -822,7 +844,7 @@ PAYLOAD: Final[dict[ImsgType, type[Payload]]] = {
     _T.SOCKET_IPC: Empty,
     _T.OPEN_BPFSOCK: IfIndex,
     _T.BPFSOCK: IfIndex,
-    _T.UDPSOCK: IfIndex,
+    _T.UDPSOCK: UdpSock,
     _T.CLOSE_UDPSOCK: IfIndex,
     _T.ROUTESOCK: Empty,
     _T.CONTROLFD: Empty,
@@ -849,6 +871,7 @@ PAYLOAD: Final[dict[ImsgType, type[Payload]]] = {
     _T.RELEASE_SENT: IfIndex,
     _T.RELEASED: IfIndex,
     _T.SANDBOX_UP: Empty,
+    _T.BCASTSOCK: IfIndex,
 }
 
 # Types whose answer (same type, opposite direction) has another layout.
@@ -858,7 +881,9 @@ REPLY_PAYLOAD: Final[dict[ImsgType, type[Payload]]] = {
 }
 
 # Types that must arrive with exactly one descriptor; all others must arrive without.
-FD_TYPES: Final = frozenset({_T.SOCKET_IPC, _T.BPFSOCK, _T.UDPSOCK, _T.ROUTESOCK, _T.CONTROLFD})
+FD_TYPES: Final = frozenset(
+    {_T.SOCKET_IPC, _T.BPFSOCK, _T.BCASTSOCK, _T.UDPSOCK, _T.ROUTESOCK, _T.CONTROLFD, _T.MANAGE_IF}
+)
 
 
 def decode(t: int, data: bytes, *, reply: bool = False) -> Payload:

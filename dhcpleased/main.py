@@ -383,7 +383,8 @@ class Main:
         resolver: Resolver,
         load_config: Callable[[], Config],
         open_bpfsock: Callable[[int], socket.socket],
-        open_udpsock: Callable[[str, IPv4Address], socket.socket],
+        open_bcastsock: Callable[[int], socket.socket],
+        open_udpsock: Callable[[int, IPv4Address, IPv4Address | None], socket.socket],
         open_routesock: Callable[[], socket.socket],
         control_sock: socket.socket | None = None,
         spawned: dict[str, tuple[int, socket.socket]] | None = None,
@@ -399,14 +400,17 @@ class Main:
         self.resolver = resolver
         self.load_config = load_config
         self.open_bpfsock = open_bpfsock
+        self.open_bcastsock = open_bcastsock
         self.open_udpsock = open_udpsock
         self.open_routesock = open_routesock
         self.control_sock = control_sock  # listening, handed to the frontend (CONTROLFD)
         self.ctl_ifaces: list[str] = []  # interfaces dhcpleasectl made us manage
+        self.ctl_uid = 0  # whose request tokens MANAGE_IF accepts: root's (tests: their own)
         self.loop = asyncio.get_running_loop()
         self.children: dict[str, Child] = {}
         self.ifnames: dict[int, str] = {}  # if_index -> name, learned from the frontend
         self.udp_held: set[int] = set()
+        self.udp_absorb: dict[int, socket.socket] = {}  # if_index -> unconnected addr:68
         self.done: asyncio.Future[int] = self.loop.create_future()
         self.stopping = False
         self.work: asyncio.Queue[Callable[[], Awaitable[None]]] = asyncio.Queue()
@@ -657,16 +661,17 @@ class Main:
             self.close_fd(msg)
             self.fail(f"{role} sent {type_name(msg.type)}, which it may not send")
             return
-        if msg.fd is not None:
+        if (msg.fd is not None) != (role == "frontend" and mtype is ImsgType.MANAGE_IF):
             self.close_fd(msg)
-            self.fail(f"{role} sent a descriptor with {type_name(msg.type)}")
+            how = "a descriptor with" if msg.fd is not None else "no descriptor with"
+            self.fail(f"{role} sent {how} {type_name(msg.type)}")
             return
         try:
             if mtype is ImsgType.SANDBOX_UP:
                 imsg.Empty.unpack(msg.data)
                 self.sandbox_up(role)
             elif role == "frontend":
-                self.dispatch_frontend(mtype, msg.data, msg.peerid)
+                self.dispatch_frontend(mtype, msg.data, msg.peerid, msg.fd)
             else:
                 self.dispatch_engine(mtype, msg.data)
         except ImsgError as e:
@@ -706,8 +711,11 @@ class Main:
 
         self.work.put_nowait(checked)
 
-    def dispatch_frontend(self, mtype: ImsgType, data: bytes, peerid: int = 0) -> None:
-        """main_dispatch_frontend; ``peerid`` names the dhcpleasectl client of a CTL_*."""
+    def dispatch_frontend(
+        self, mtype: ImsgType, data: bytes, peerid: int = 0, fd: int | None = None
+    ) -> None:
+        """main_dispatch_frontend; ``peerid`` names the dhcpleasectl client of a CTL_*,
+        ``fd`` is MANAGE_IF's request token (and only its)."""
         if mtype is ImsgType.OPEN_BPFSOCK:
             if_index = imsg.IfIndex.unpack(data).if_index
             try:
@@ -732,20 +740,36 @@ class Main:
                 ImsgType.PROCINFO, self.procinfo().pack(), peerid=peerid
             )
         elif mtype is ImsgType.MANAGE_IF:
-            self.manage_if(imsg.IfIndex.unpack(data).if_index)
+            assert fd is not None
+            self.manage_if(imsg.IfIndex.unpack(data).if_index, fd)
 
     def procinfo(self) -> imsg.ProcInfo:
         from dhcpleased import procinfo  # noqa: PLC0415 - cheap, but only the parent's concern
 
         return procinfo.snapshot(procinfo.open_status(), "main")
 
-    def manage_if(self, if_index: int) -> None:
+    def manage_if(self, if_index: int, token: int) -> None:
         """dhcpleasectl asked about an interface we leave alone: manage it from now on.
 
-        The Linux twin of dhcpleasectl setting AUTOCONF4. The interface keeps its config
-        block, if it has one, and survives reloads; the new configuration goes to both
-        children, whose config diff picks the interface up like any new one.
+        The Linux twin of dhcpleasectl setting AUTOCONF4, which only root can set: the
+        parent reads root's request itself, from the token the client passed along
+        (:func:`control.read_request_token`), so a compromised frontend cannot make it
+        manage, and open sockets on, an interface nobody asked for. A token that does not
+        prove it, or names another interface, ends the daemon. The interface keeps its
+        config block, if it has one, and survives reloads; the new configuration goes to
+        both children, whose config diff picks the interface up like any new one.
         """
+        from dhcpleased import control  # noqa: PLC0415 - imported by parent_main already
+
+        daemon = {os.getpid(), *(c.pid for c in self.children.values())}
+        try:
+            asked = control.read_request_token(token, daemon, self.ctl_uid)
+        except ImsgError as e:
+            self.fail(f"frontend sent MANAGE_IF without a request from root: {e}")
+            return
+        if asked != if_index:
+            self.fail(f"frontend sent MANAGE_IF for index {if_index}, root asked for {asked}")
+            return
         try:
             name = socket.if_indextoname(if_index)
         except OSError:
@@ -814,14 +838,20 @@ class Main:
 
     # --- privileged work ----------------------------------------------------------------------
     async def send_bpfsock(self, if_index: int, name: str) -> None:
+        """The receive-only packet socket and the broadcast socket, both or neither."""
         try:
-            sock = self.open_bpfsock(if_index)
+            bcast = self.open_bcastsock(if_index)
+            try:
+                sock = self.open_bpfsock(if_index)
+            except BaseException:
+                bcast.close()
+                raise
         except OSError as e:
             log.warning("cannot open packet socket on %s: %s", name, e.strerror)
             return
-        self.children["frontend"].channel.compose(
-            ImsgType.BPFSOCK, imsg.IfIndex(if_index).pack(), fd=sock.detach()
-        )
+        fe = self.children["frontend"].channel
+        fe.compose(ImsgType.BCASTSOCK, imsg.IfIndex(if_index).pack(), fd=bcast.detach())
+        fe.compose(ImsgType.BPFSOCK, imsg.IfIndex(if_index).pack(), fd=sock.detach())
 
     async def update_if(self, info: imsg.IfInfo) -> None:
         """Check the frontend's word against the kernel, add the lease text, tell the engine."""
@@ -852,26 +882,35 @@ class Main:
         await self.kroute.configure(ci.if_index, ci.addr, ci.mask, ci.routes)
         self.bound[name] = f"{ci.addr}/{prefixlen(ci.mask)}"
         self.notifier.status(self.status_line())
-        fe = self.children["frontend"].channel
-        if ci.if_index in self.udp_held:
-            fe.compose(ImsgType.CLOSE_UDPSOCK, imsg.IfIndex(ci.if_index).pack())
-            self.udp_held.discard(ci.if_index)
-        try:
-            udp = self.open_udpsock(name, ci.addr)
+        self.close_udpsock(ci.if_index)
+        try:  # kept here: takes the other servers' unicast replies (bpf.open_udpsock)
+            self.udp_absorb[ci.if_index] = self.open_udpsock(ci.if_index, ci.addr, None)
+            if not ci.server.is_unspecified:
+                udp = self.open_udpsock(ci.if_index, ci.addr, ci.server)
+                self.children["frontend"].channel.compose(
+                    ImsgType.UDPSOCK,
+                    imsg.UdpSock(ci.if_index, ci.server).pack(),
+                    fd=udp.detach(),
+                )
+                self.udp_held.add(ci.if_index)
         except OSError as e:
             log.warning("%s: cannot bind %s:%d: %s", name, ci.addr, defs.CLIENT_PORT, e.strerror)
-        else:
-            fe.compose(ImsgType.UDPSOCK, imsg.IfIndex(ci.if_index).pack(), fd=udp.detach())
-            self.udp_held.add(ci.if_index)
         self.write_lease(name, ci)
+
+    def close_udpsock(self, if_index: int) -> None:
+        """Drop the renewal sockets of an address that is going or being replaced."""
+        absorb = self.udp_absorb.pop(if_index, None)
+        if absorb is not None:
+            absorb.close()
+        if if_index in self.udp_held:
+            self.children["frontend"].channel.compose(
+                ImsgType.CLOSE_UDPSOCK, imsg.IfIndex(if_index).pack()
+            )
+            self.udp_held.discard(if_index)
 
     async def deconfigure(self, name: str, ci: imsg.ConfigureInterface) -> None:
         log.info("deleting %s from %s (lease from %s)", ci.addr, name, ci.server)
-        if ci.if_index in self.udp_held:
-            self.children["frontend"].channel.compose(
-                ImsgType.CLOSE_UDPSOCK, imsg.IfIndex(ci.if_index).pack()
-            )
-            self.udp_held.discard(ci.if_index)
+        self.close_udpsock(ci.if_index)
         await self.kroute.deconfigure(ci.if_index, ci.addr, ci.mask, ci.routes)
         if self.bound.pop(name, None) is not None:
             self.notifier.status(self.status_line())
@@ -1083,6 +1122,7 @@ def parent_main(opts: Options) -> int:
             resolver=resolver.Resolver(),
             load_config=load,
             open_bpfsock=bpf.open_bpfsock,
+            open_bcastsock=bpf.open_bcastsock,
             open_udpsock=bpf.open_udpsock,
             open_routesock=bpf.open_routesock,
             control_sock=csock,

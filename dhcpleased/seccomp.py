@@ -4,8 +4,10 @@ No libseccomp: the policy is a dict from syscall name to argument conditions, co
 here into one linear classic-BPF program (``reference/sandbox-linux.md`` §1).  The
 program kills any foreign ``AUDIT_ARCH`` and, on x86_64, the x32 ABI (``nr & 0x40000000``)
 before looking at the number, so a 32-bit or x32 entry cannot reach a different table.
-Argument checks compare the low 32 bits: every checked argument is an ``int`` or
-``unsigned int`` in the kernel, which ignores the upper half.
+Argument checks compare the low 32 bits: most checked arguments are an ``int`` or
+``unsigned int`` in the kernel, which ignores the upper half.  A pointer is compared in
+both halves (``ArgIn(high=True)`` for the upper one): a page mapped at an address whose
+low half is zero would pass a low-only check for NULL.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import ctypes
 import os
 import platform
 import struct
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
@@ -101,12 +103,19 @@ def native_arch() -> Arch:
 
 @dataclass(frozen=True, slots=True)
 class ArgIn:
-    """Allow only if ``args[arg] & mask`` is (or, with ``negate``, is not) one of ``values``."""
+    """Allow only if ``args[arg] & mask`` is (or, with ``negate``, is not) one of ``values``;
+    ``high`` compares the argument's upper 32 bits instead of its lower."""
 
     arg: int
     values: tuple[int, ...]
     mask: int = 0xFFFFFFFF
     negate: bool = False
+    high: bool = False
+
+
+def null(arg: int) -> Rule:
+    """args[arg] is a NULL pointer: both halves zero."""
+    return (ArgIn(arg, (0,)), ArgIn(arg, (0,), high=True))
 
 
 Rule = tuple[ArgIn, ...]  # all must hold; () = allowed unconditionally
@@ -171,15 +180,28 @@ STDIO: Final[dict[str, Rule]] = {
 # clock-setting calls stay forbidden).
 ENGINE: Final[dict[str, Rule]] = {**STDIO, "timerfd_settime": ()}
 # The frontend also holds packet, UDP and netlink sockets, and answers dhcpleasectl
-# clients on the control socket: accept4, the client's credentials (SO_PEERCRED only)
-# and sendmsg for replies.  getsockopt is allowed for exactly two (level, name) pairs:
-# SO_PEERCRED and PACKET_STATISTICS, the packet sockets' drop counter for dhcpleasectl -p
-# (it reads two counters and resets them, on a socket the frontend holds anyway).
+# clients on the control socket: accept4, the client's credentials (SO_PEERCRED only).
+# getsockopt is allowed for exactly two (level, name) pairs: SO_PEERCRED and
+# PACKET_STATISTICS, the packet sockets' drop counter for dhcpleasectl -p (it reads two
+# counters and resets them, on a socket the frontend holds anyway).
+#
+# What it can send is narrowed here together with bpf.py: no call may carry a destination
+# address.  Its packet sockets are bound to no interface, so only an address (sendto's
+# dest_addr, sendmsg's msg_name) could make them emit a frame; its UDP sockets are
+# connected, so only an address could aim them at another host or port.  So sendto only
+# with a NULL dest_addr (send() is sendto(fd, buf, len, flags, NULL, 0)), and sendmsg,
+# whose msg_name seccomp cannot read, only on the channel to the parent: fd 3 from exec
+# on, a connected unix SEQPACKET socket that ignores msg_name.  It needs sendmsg only
+# there, for MANAGE_IF's descriptor (the request token).  fd 3 can never become another
+# socket while the channel lives: a received descriptor takes the lowest *free* number,
+# and without dup2/dup3/F_DUPFD nothing can be moved onto it.  sendmmsg stays forbidden.
+PARENT_CHANNEL_FD: Final = 3
 FRONTEND: Final[dict[str, Rule | AnyOf]] = {
     **STDIO,
+    "sendto": null(4),
+    "sendmsg": (ArgIn(0, (PARENT_CHANNEL_FD,)),),
     # recvmsg() on a packet socket names the interface: CPython asks SIOCGIFNAME
     "ioctl": (ArgIn(1, (FIONBIO, FIOCLEX, TCGETS, SIOCGIFNAME)),),
-    "sendmsg": (),
     "accept4": (),
     # The host name goes into every DISCOVER/REQUEST as the original's build_packet reads
     # it, at each packet: gethostname() is uname(2). It copies out the names of the
@@ -196,6 +218,29 @@ FRONTEND: Final[dict[str, Rule | AnyOf]] = {
     ),
 }
 POLICIES: Final[Mapping[str, Policy]] = {"engine": ENGINE, "frontend": FRONTEND}
+
+
+def names_destination(policy: Policy) -> bool:
+    """Can a process under ``policy`` send to an address of its choosing?  No when sendto
+    needs a NULL dest_addr, sendmsg (whose msg_name seccomp cannot read) is absent or tied
+    to given descriptors, and sendmmsg is absent.  For dhcpleasectl -p."""
+
+    def every(call: str, ok: Callable[[Rule], bool]) -> bool:
+        rule = policy.get(call)
+        return rule is None or all(ok(alt) for alt in _alternatives(rule))
+
+    confined = (
+        every("sendto", lambda alt: set(null(4)) <= set(alt))
+        and every("sendmsg", lambda alt: any(c.arg == 0 and not c.negate for c in alt))
+        and "sendmmsg" not in policy
+    )
+    return not confined
+
+
+def _alternatives(rule: Rule | AnyOf) -> tuple[Rule, ...]:
+    """The argument conditions of a rule, one tuple per way to pass (() = always)."""
+    return rule.rules if isinstance(rule, AnyOf) else (rule,)
+
 
 # --- the assembler ------------------------------------------------------------------------
 
@@ -247,7 +292,7 @@ def assemble(policy: Policy, arch: Arch, default: int) -> list[Insn]:
         nr = arch.table.get(name)
         if nr is None:  # e.g. epoll_wait does not exist on aarch64
             continue
-        alternatives = rule.rules if isinstance(rule, AnyOf) else (rule,) if rule else ()
+        alternatives = _alternatives(rule) if rule else ()
         target = _ALLOW if not alternatives else f"check_{name}"
         if alternatives:
             checked.append((name, alternatives))
@@ -260,7 +305,7 @@ def assemble(policy: Policy, arch: Arch, default: int) -> list[Insn]:
             fail = f"check_{name}_or{k + 1}" if k + 1 < len(alternatives) else _DENY
             for n, cond in enumerate(alt):
                 nxt = f"check_{name}_{k}_{n + 1}"
-                a.emit(BPF_LD_W_ABS, arg_low(cond.arg))
+                a.emit(BPF_LD_W_ABS, arg_low(cond.arg) + (4 if cond.high else 0))
                 if cond.mask != 0xFFFFFFFF:
                     a.emit(BPF_ALU_AND_K, cond.mask)
                 for v in cond.values:

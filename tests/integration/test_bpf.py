@@ -1,9 +1,11 @@
-"""dhcpleased.bpf on a real veth pair: the locked filter, checksum status, the UDP and
-routing sockets.  The sockets must be opened inside the lab's client netns, so each test
-runs small scripts there with the project's interpreter (``ip netns exec``)."""
+"""dhcpleased.bpf on a real veth pair: the locked filter, checksum status, the packet
+socket that cannot send, the UDP sockets and the routing socket.  The sockets must be
+opened inside the lab's client netns, so each test runs small scripts there with the
+project's interpreter (``ip netns exec``)."""
 
 from __future__ import annotations
 
+import errno
 import json
 import subprocess
 import sys
@@ -15,15 +17,38 @@ from tests.integration.lab import Lab
 
 pytestmark = pytest.mark.integration
 
-# Client side: the daemon's socket ("strict") and one without the foreign-frame prefix
-# ("plain"), read until each has seen the STOP frame.
+# Client side: the daemon's socket ("strict"), one bound to the interface without the
+# foreign-frame prefix ("plain") and one bound to no interface without it ("anywhere"),
+# read until each has seen the STOP frame.  A second veth pair in the client netns
+# carries a frame that arrives on another interface.
 RECEIVER = r"""
-import errno, json, select, socket, struct, sys, time
-from dhcpleased import bpf
+import errno, ipaddress, json, os, select, socket, struct, subprocess, sys, time
+from dhcpleased import bpf, packet
 idx = socket.if_nametoindex(sys.argv[1])
-socks = {"strict": bpf.open_bpfsock(idx), "plain": bpf.open_bpfsock(idx, drop_foreign=False)}
+subprocess.run(["ip", "link", "add", "vx0", "type", "veth", "peer", "name", "vx1"], check=True)
+for dev in ("vx0", "vx1"):
+    subprocess.run(["ip", "link", "set", dev, "up"], check=True)
+end = time.monotonic() + 10
+while open("/sys/class/net/vx0/operstate").read().strip() != "up" and time.monotonic() < end:
+    time.sleep(0.01)  # carrier: both ends up
+
+def unlocked(if_index):
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW | socket.SOCK_NONBLOCK, 0)
+    bpf._attach(s, bpf.DHCP_FILTER)
+    bpf._bind_packet(s, if_index, 0x0800)
+    return s
+
+socks = {"strict": bpf.open_bpfsock(idx), "plain": unlocked(idx), "anywhere": unlocked(0)}
 lock = {}
 s = socks["strict"]
+lock["receive_only"] = bpf.receive_only(s)
+frame = b"\xff" * 6 + b"\x02\0\0\0\0\x01" + b"\x08\x06" + b"\0" * 28
+for name, send in (("send", lambda: s.send(frame)), ("write", lambda: os.write(s.fileno(), frame))):
+    try:
+        send()
+        lock[name] = "ok"
+    except OSError as e:
+        lock[name] = errno.errorcode[e.errno]
 for name, level, opt, val in [
     ("detach", socket.SOL_SOCKET, bpf.SO_DETACH_FILTER, 0),
     ("unlock", socket.SOL_SOCKET, bpf.SO_LOCK_FILTER, 0),
@@ -38,6 +63,11 @@ try:
     lock["attach"] = "ok"
 except OSError as e:
     lock["attach"] = errno.errorcode[e.errno]
+tx = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+tx.bind(("vx1", 0))
+ANY, BCAST = ipaddress.IPv4Address(0), ipaddress.IPv4Address("255.255.255.255")
+tx.send(packet.udp_frame(b"othernic", src_mac=b"\x02" * 6, dst_mac=b"\xff" * 6,
+                         ip_src=ANY, ip_dst=BCAST, sport=67, dport=68))  # arrives on vx0
 print(json.dumps({"lock": lock}), flush=True)
 out = {k: [] for k in socks}
 done = set()
@@ -55,6 +85,7 @@ while len(done) < len(socks) and time.monotonic() < end:
             if payload == "STOP":
                 done.add(name)
 print(json.dumps(out), flush=True)
+subprocess.run(["ip", "link", "del", "vx0"], check=True)
 """
 
 # Server side: decoys and real ones, raw frames first, then kernel-built UDP datagrams
@@ -119,15 +150,23 @@ def test_filter_lock_and_checksum_status() -> None:
     with Lab(start_dnsmasq=False) as lab:
         lock, got = exchange(lab)
 
-    # SO_LOCK_FILTER: even root cannot detach, replace or unlock the filter
-    assert lock == {"detach": "EPERM", "unlock": "EPERM", "attach": "EPERM"}
+    # SO_LOCK_FILTER: even root cannot detach, replace or unlock the filter; bound to no
+    # interface, the socket cannot send (no destination address: ENXIO)
+    assert lock == {
+        "detach": "EPERM", "unlock": "EPERM", "attach": "EPERM",
+        "receive_only": True, "send": "ENXIO", "write": "ENXIO",
+    }  # fmt: skip
 
     strict = [payload for payload, _, _ in got["strict"]]
-    # only whole UDP datagrams to port 68, no fragment, nothing tagged, nothing > 1500
+    # only whole UDP datagrams to port 68, no fragment, nothing tagged, nothing > 1500,
+    # nothing from another interface although it is bound to none
     assert strict == ["raw68", "udp68", "STOP"]
     # the VLAN-tagged frame and the one for another MAC differ only by the prefix
     plain = [payload for payload, _, _ in got["plain"]]
     assert plain == ["vlan5", "otherhost", "raw68", "udp68", "STOP"]
+    # ... and so does the frame that came in on the other veth
+    anywhere = [payload for payload, _, _ in got["anywhere"]]
+    assert anywhere == ["othernic", "vlan5", "otherhost", "raw68", "udp68", "STOP"]
 
     csum = {payload: flags for payload, flags, _ in got["strict"]}
     # veth passes the sender's offloaded checksum on as CHECKSUM_PARTIAL
@@ -138,56 +177,109 @@ def test_filter_lock_and_checksum_status() -> None:
 
 
 UDP_CLIENT = r"""
-import errno, json, os, socket, sys, time
+import json, os, socket, subprocess, sys, time
 from ipaddress import IPv4Address
 from dhcpleased import bpf
 ifname, addr, server = sys.argv[1:4]
-s = bpf.open_udpsock(ifname, IPv4Address(addr))
-info = {
-    "sockname": list(s.getsockname()),
-    "device": s.getsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, 16).split(b"\0")[0].decode(),
-    "nonblocking": not s.getblocking(),
-}
-try:
-    s.setsockopt(socket.SOL_SOCKET, bpf.SO_DETACH_FILTER, 0)
-    info["detach"] = "ok"
-except OSError as e:
-    info["detach"] = errno.errorcode[e.errno]
+idx = socket.if_nametoindex(ifname)
+b = bpf.open_bcastsock(idx)
 print("ready", flush=True)
 sys.stdin.readline()
-s.sendto(b"renew", (server, 67))
-inode = os.fstat(s.fileno()).st_ino
-deadline = time.monotonic() + 10
-while info.get("drops", 0) < 5 and time.monotonic() < deadline:  # the server's 5 datagrams
+b.send(b"bcast-noaddr")
+subprocess.run(["ip", "addr", "add", addr + "/24", "dev", ifname], check=True)
+b.send(b"bcast-addr")
+absorb = bpf.open_udpsock(idx, IPv4Address(addr))
+u = bpf.open_udpsock(idx, IPv4Address(addr), IPv4Address(server))
+u.send(b"renew")
+print("sent", flush=True)
+sys.stdin.readline()
+socks = {"bcast": b, "absorb": absorb, "unicast": u}
+
+
+def udp_table():  # /proc/net/udp: inode -> (peer, rx_queue, drops)
     with open("/proc/net/udp") as f:
-        for line in f.read().splitlines()[1:]:
-            fields = line.split()
-            if int(fields[9]) == inode:
-                info["rx_queue"] = int(fields[4].split(":")[1], 16)
-                info["drops"] = int(fields[-1])
+        rows = [line.split() for line in f.read().splitlines()[1:]]
+    return {int(r[9]): (r[2], int(r[4].split(":")[1], 16), int(r[-1])) for r in rows}
+
+
+inodes = {name: os.fstat(s.fileno()).st_ino for name, s in socks.items()}
+deadline = time.monotonic() + 10
+while time.monotonic() < deadline:  # the server's 5 + 5 datagrams, dropped as they come
+    table = udp_table()
+    if table[inodes["unicast"]][2] >= 5 and table[inodes["absorb"]][2] >= 5:
+        break
     time.sleep(0.01)
+info = {}
+for name, s in socks.items():
+    peer, rx_queue, drops = udp_table()[inodes[name]]
+    info[name] = {
+        "sockname": list(s.getsockname()),
+        "device": s.getsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, 16).split(b"\0")[0]
+        .decode(),
+        "nonblocking": not s.getblocking(),
+        "peer": peer, "rx_queue": rx_queue, "drops": drops,
+    }
+    try:
+        s.setsockopt(socket.SOL_SOCKET, bpf.SO_DETACH_FILTER, 0)
+        info[name]["detach"] = "ok"
+    except OSError as e:
+        info[name]["detach"] = e.errno
 print(json.dumps(info), flush=True)
 """
 
 UDP_SERVER = r"""
-import json, socket, sys
-client = sys.argv[1]
+import json, socket, struct, sys
+dev, client = sys.argv[1:3]
+sniff = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
+sniff.bind((dev, 0))
+sniff.setblocking(False)
 l = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+l.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, dev.encode())
 l.bind(("0.0.0.0", 67))
 l.settimeout(5)
-u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+print("ready", flush=True)
+got = []
+while len(got) < 3:
+    data, peer = l.recvfrom(2048)
+    got.append([data.decode(), list(peer)])
+odd = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+odd.bind(("0.0.0.0", 999))
 for _ in range(5):
-    u.sendto(b"x" * 500, (client, 68))
-print("listening", flush=True)
-data, peer = l.recvfrom(2048)
-print(json.dumps({"data": data.decode(), "peer": list(peer)}), flush=True)
+    l.sendto(b"x" * 500, (client, 68))  # from the server's port 67: the renewal socket's peer
+    odd.sendto(b"y" * 500, (client, 68))  # from elsewhere: the parent's unconnected one
+print("replied", flush=True)
+sys.stdin.readline()  # the client has counted them all: any ICMP answer is on the wire
+frames, icmp = [], 0
+while True:
+    try:
+        f = sniff.recv(4096)
+    except BlockingIOError:
+        break
+    if f[12:14] != b"\x08\x00":
+        continue
+    ihl = (f[14] & 15) * 4
+    if f[23] == 1 and f[14 + ihl] == 3:  # ICMP destination unreachable
+        icmp += 1
+    if f[23] != 17:
+        continue
+    sport, dport = struct.unpack("!HH", f[14 + ihl : 18 + ihl])
+    if (sport, dport) == (68, 67):
+        frames.append({
+            "payload": f[14 + ihl + 8:].decode(errors="replace"), "dst_mac": f[:6].hex(),
+            "src": socket.inet_ntoa(f[26:30]), "dst": socket.inet_ntoa(f[30:34]),
+            "tos": f[15], "ttl": f[22], "frag": f[20:22].hex(),
+        })
+print(json.dumps({"got": got, "frames": frames, "icmp": icmp}), flush=True)
 """
 
 
-def test_udpsock_sends_but_never_queues() -> None:
+def test_udp_sockets_send_dhcp_and_never_queue() -> None:
+    """The broadcast socket sends from 0.0.0.0 while the interface has no address (from
+    the address once it has one: the kernel picks it), with the original's TOS and TTL
+    and no DF; the renewal socket sends to its server only; none of them queues a byte
+    of what arrives, and no reply draws an ICMP port unreachable."""
     with Lab(start_dnsmasq=False) as lab:
         client = str(lab.subnet.network_address + 50)
-        lab.exec_in(lab.cli_ns, ["ip", "addr", "add", f"{client}/24", "dev", lab.ifname])
         c = lab.spawn_in(
             lab.cli_ns,
             [sys.executable, "-c", UDP_CLIENT, lab.ifname, client, str(lab.server_ip)],
@@ -199,23 +291,52 @@ def test_udpsock_sends_but_never_queues() -> None:
         assert c.stdout.readline().strip() == "ready"
         srv = lab.spawn_in(
             lab.srv_ns,
-            [sys.executable, "-c", UDP_SERVER, client],
+            [sys.executable, "-c", UDP_SERVER, lab.srv_ifname, client],
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
         )
-        assert srv.stdout is not None
-        assert srv.stdout.readline().strip() == "listening"
+        assert srv.stdout is not None and srv.stdin is not None
+        assert srv.stdout.readline().strip() == "ready"
+        c.stdin.write("go\n")
+        c.stdin.flush()
+        assert c.stdout.readline().strip() == "sent"
+        assert srv.stdout.readline().strip() == "replied"
         c.stdin.write("go\n")
         c.stdin.flush()
         info = json.loads(c.stdout.readline())
-        got = json.loads(srv.stdout.readline())
-    assert info["sockname"] == [client, defs.CLIENT_PORT]
-    assert info["device"] == lab.ifname
-    assert info["nonblocking"]
-    assert info["detach"] == "EPERM"
-    assert info["rx_queue"] == 0
-    assert info["drops"] >= 5
-    assert got == {"data": "renew", "peer": [client, defs.CLIENT_PORT]}
+        srv.stdin.write("done\n")
+        srv.stdin.flush()
+        seen = json.loads(srv.stdout.readline())
+        server_mac = lab.mac(lab.srv_ns, lab.srv_ifname).replace(":", "")
+    assert seen["got"] == [
+        ["bcast-noaddr", ["0.0.0.0", 68]],
+        ["bcast-addr", [client, 68]],
+        ["renew", [client, 68]],
+    ]
+    common = {"dst_mac": "f" * 12, "tos": 0x10, "ttl": 128, "frag": "0000"}
+    bcast = [f for f in seen["frames"] if f["payload"].startswith("bcast")]
+    assert bcast == [
+        {**common, "payload": "bcast-noaddr", "src": "0.0.0.0", "dst": "255.255.255.255"},
+        {**common, "payload": "bcast-addr", "src": client, "dst": "255.255.255.255"},
+    ]
+    (renew,) = [f for f in seen["frames"] if f["payload"] == "renew"]
+    assert (renew["src"], renew["dst"], renew["dst_mac"]) == (
+        client,
+        str(lab.server_ip),
+        server_mac,
+    )
+    assert seen["icmp"] == 0
+    assert info["bcast"]["sockname"] == ["0.0.0.0", defs.CLIENT_PORT]
+    assert info["absorb"]["sockname"] == info["unicast"]["sockname"] == [client, defs.CLIENT_PORT]
+    for name in ("bcast", "absorb", "unicast"):
+        sock = info[name]
+        assert sock["device"] == lab.ifname and sock["nonblocking"], name
+        assert sock["detach"] == errno.EPERM, name
+        assert sock["rx_queue"] == 0, name
+    assert info["unicast"]["drops"] == 5  # the server's replies: its connected peer
+    assert info["absorb"]["drops"] == 5  # anyone else's
+    assert info["bcast"]["peer"] == "FFFFFFFF:0043"  # connected to 255.255.255.255:67
 
 
 ROUTESOCK = r"""

@@ -7,6 +7,7 @@ ABI; ``reload``: a changed configuration changes what the daemon does.
 
 from __future__ import annotations
 
+import array
 import json
 import socket
 import struct
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from dhcpleasectl.main import request_token
 from dhcpleased import imsg, landlock
 from dhcpleased.imsg import ImsgType
 from tests.integration.lab import ORIGINAL_RESOLV_CONF, Lab
@@ -28,10 +30,15 @@ pytestmark = pytest.mark.integration
 def request_for_index(lab: Lab, if_index: int) -> None:
     """CTL_SEND_REQUEST for an interface index that does not exist: the frontend passes
     it to the parent (MANAGE_IF), whose only answer is a debug line naming the index."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as s:
+    with (
+        socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as s,
+        request_token(if_index) as token,
+    ):
         s.connect(ctl_socket(lab))
         data = imsg.IfIndex(if_index).pack()
-        s.send(struct.pack("=IHHII", ImsgType.CTL_SEND_REQUEST, 16 + len(data), 0, 0, 0) + data)
+        header = struct.pack("=IHHII", ImsgType.CTL_SEND_REQUEST, 16 + len(data), 1, 0, 0)
+        rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [token.fileno()]))]
+        s.sendmsg([header + data], rights)  # with root's request token, as dhcpleasectl
 
 
 def debug_lines(lab: Lab, daemon: subprocess.Popen[bytes], marker: int) -> dict[str, list[str]]:

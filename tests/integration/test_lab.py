@@ -13,7 +13,8 @@ from tests.integration.lab import Lab, _udp_port_open, all_lab_namespaces
 
 pytestmark = pytest.mark.integration
 
-# DISCOVER built with scapy, sent and answered through dhcpleased.bpf's socket.
+# DISCOVER built with scapy, sent through a plain packet socket, answered through
+# dhcpleased.bpf's (which cannot send).
 DISCOVER = r"""
 import json, select, socket, sys, time
 from scapy.layers.dhcp import BOOTP, DHCP
@@ -28,7 +29,9 @@ d = (Ether(src=mac, dst="ff:ff:ff:ff:ff:ff") / IP(src="0.0.0.0", dst="255.255.25
      / UDP(sport=68, dport=67) / BOOTP(chaddr=mac, xid=xid, flags=0x8000)
      / DHCP(options=[("message-type", "discover"),
                      ("param_req_list", [1, 3, 6, 15, 58, 59, 119, 121]), "end"]))
-bpf.send_frame(s, bytes(d))
+tx = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+tx.bind((ifname, 0))
+tx.send(bytes(d))
 end = time.monotonic() + 10
 while time.monotonic() < end:
     select.select([s], [], [], 0.5)

@@ -23,8 +23,9 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 
 CHILD = r"""
-import asyncio, logging, os, socket, sys, threading, time
-from dhcpleased import boottime, sandbox
+import asyncio, ctypes, logging, os, socket, sys, threading, time
+from dhcpleased import boottime, sandbox, seccomp
+SENDTO = seccomp.native_arch().table["sendto"]
 from dhcpleased.log import log, log_init
 
 role, action = sys.argv[1], sys.argv[2]
@@ -78,6 +79,15 @@ actions = {
     "packet_stats": lambda: pkt.getsockopt(263, 6, 8),  # SOL_PACKET, PACKET_STATISTICS
     "packet_option": lambda: pkt.getsockopt(263, 8, 4),  # SOL_PACKET, PACKET_AUXDATA
     "crossed_option": lambda: pkt.getsockopt(socket.SOL_SOCKET, 6),  # SO_BROADCAST
+    # what the frontend may send: never to an address of its choosing
+    "send": lambda: mine.send(b"no address"),
+    "sendto_addr": lambda: pkt.sendto(b"\xff" * 60, ("lo", 0x0806)),
+    "sendto_high_addr": lambda: sandbox._libc.syscall(
+        ctypes.c_long(SENDTO), mine.fileno(), b"x", 1, 0, ctypes.c_void_p(1 << 32), 16
+    ),
+    "sendmsg_fd3": lambda: mine.sendmsg([b"as the channel"]) if mine.fileno() == 3 else sys.exit(2),
+    "sendmsg": lambda: theirs.sendmsg([b"not fd 3"]),
+    "sendmmsg": lambda: sandbox._libc.sendmmsg(mine.fileno(), None, 0, 0),
 }
 actions[action]()
 mine.close()
@@ -169,6 +179,18 @@ def test_packet_statistics_for_the_frontend_only(dhcp_user: pwd.struct_passwd) -
     r = run(CHILD, "frontend", "packet_stats")
     assert (r.returncode, r.stdout.split()) == (0, ["sandboxed", "survived"]), r.stderr
     r = run(CHILD, "engine", "packet_stats")
+    assert r.returncode == -signal.SIGSYS, (r.returncode, r.stderr)
+
+
+@pytest.mark.parametrize("action", ["sendto_addr", "sendto_high_addr", "sendmsg", "sendmmsg"])
+def test_frontend_sends_only_without_an_address(action: str, dhcp_user: pwd.struct_passwd) -> None:
+    """send() (sendto with a NULL address) passes; a destination address kills, also one
+    whose low 32 bits are zero, and so do sendmsg off the parent channel and sendmmsg."""
+    for allowed in ("send", "sendmsg_fd3"):
+        r = run(CHILD, "frontend", allowed)
+        assert (r.returncode, r.stdout.split()) == (0, ["sandboxed", "survived"]), r.stderr
+    r = run(CHILD, "frontend", action)
+    assert r.stdout.split() == ["sandboxed"], r.stderr
     assert r.returncode == -signal.SIGSYS, (r.returncode, r.stderr)
 
 

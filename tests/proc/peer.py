@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import Callable
+from functools import partial
 from types import SimpleNamespace
 from typing import Any
 
@@ -45,18 +47,23 @@ def pair() -> tuple[socket.socket, socket.socket]:
     return socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
 
 
-def fake_children(children: dict[str, Any]) -> tuple[list[Peer], list[Channel]]:
+def fake_children(
+    children: dict[str, Any], dispatch: Callable[[str, Imsg], None] | None = None
+) -> tuple[list[Peer], list[Channel]]:
     """A parent's frontend and engine as Peers at the far end of real channels.
 
-    Fills ``children`` (Main.children) with stand-ins; returns the peers and the
-    parent's channels, both in (frontend, engine) order, for the caller to close.
+    Fills ``children`` (Main.children) with stand-ins (pid -1: no daemon process, for the
+    request-token check); what the peers send goes to ``dispatch(role, msg)`` if given.
+    Returns the peers and the parent's channels, both in (frontend, engine) order, for
+    the caller to close.
     """
     peers, chans = [], []
     for role in ("frontend", "engine"):
         ours, theirs = pair()
-        ch = Channel(ours, lambda _m: None, lambda _r: None, name=role)
+        on_message = partial(dispatch, role) if dispatch is not None else lambda _m: None
+        ch = Channel(ours, on_message, lambda _r: None, name=role)
         ch.start()
         chans.append(ch)
-        children[role] = SimpleNamespace(channel=ch)
+        children[role] = SimpleNamespace(channel=ch, pid=-1)
         peers.append(Peer(theirs))
     return peers, chans

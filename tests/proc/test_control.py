@@ -26,6 +26,7 @@ import pytest
 from dhcpleased import control, imsg
 from dhcpleased.imsg import HEADER, MAX_IMSGSIZE, Header, ImsgType
 from dhcpleased.ipc import Channel
+from tests.proc.tokens import token_pair
 
 ZERO = IPv4Address(0)
 SYSTEM_PYTHON = "/usr/bin/python3"  # the venv's interpreter may sit in root's home
@@ -46,15 +47,22 @@ class Backend:
     """Records what the control server forwards; ``auto`` answers SHOW like the engine."""
 
     sent: list[tuple[str, ImsgType, bytes, int]] = field(default_factory=list)
+    fds: dict[int, int] = field(default_factory=dict)  # index in sent -> descriptor passed
     verbose: list[int] = field(default_factory=list)
     managed: set[int] = field(default_factory=set)
     auto: bool = False
     refuse: bool = False  # as forward() does once clients have filled a sibling channel
     ctl: control.Control | None = None
 
-    def forward(self, role: str, t: ImsgType, data: bytes, peerid: int) -> bool:
+    def forward(
+        self, role: str, t: ImsgType, data: bytes, peerid: int, fd: int | None = None
+    ) -> bool:
         if self.refuse:
+            if fd is not None:
+                os.close(fd)
             return False
+        if fd is not None:
+            self.fds[len(self.sent)] = fd
         self.sent.append((role, t, data, peerid))
         if self.auto and t is ImsgType.CTL_SHOW_INTERFACE_INFO:
             assert self.ctl is not None
@@ -96,8 +104,8 @@ async def rig(sockdir: Path) -> AsyncIterator[Rig]:
     backend = Backend()
     ctl = control.Control(
         lsock,
-        to_main=lambda t, d, p: backend.forward("main", t, d, p),
-        to_engine=lambda t, d, p: backend.forward("engine", t, d, p),
+        to_main=lambda t, d, p, fd=None: backend.forward("main", t, d, p, fd),
+        to_engine=lambda t, d, p, fd=None: backend.forward("engine", t, d, p, fd),
         is_managed=lambda i: i in backend.managed,
         set_verbose=backend.verbose.append,
         procinfo=frontend_info,
@@ -384,16 +392,49 @@ def test_clients_may_fill_a_sibling_channel_only_up_to_the_headroom() -> None:
     b.close()
 
 
+def send_with_token(c: Client, index: int, token: socket.socket) -> None:
+    data = imsg.IfIndex(index).pack()
+    hdr = Header(ImsgType.CTL_SEND_REQUEST, HEADER.size + len(data), 1, 0, 0).pack()
+    rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, token.fileno().to_bytes(4, "little"))]
+    c.sock.sendmsg([hdr + data], rights)
+    token.close()  # the frontend's copy is now the only one
+
+
+def closed_by_frontend(mine: socket.socket) -> bool:
+    """EOF (or a reset, if it went unread) at the client's end: no copy of the token is
+    left open anywhere."""
+    try:
+        return mine.recv(64) == b""
+    except ConnectionResetError:
+        return True
+    except BlockingIOError:
+        return False
+
+
 async def test_send_request_reboots_or_asks_the_parent_to_manage(rig: Rig) -> None:
+    """Managed: REQUEST_REBOOT to the engine, the token closed. Unmanaged: MANAGE_IF to
+    the parent carrying the client's token (the only proof of root the parent accepts);
+    without a token nothing is asked of the parent."""
     rig.backend.managed.add(3)
     c = await connect(rig)
-    for index in (3, 4, 0):
-        c.send(ImsgType.CTL_SEND_REQUEST, imsg.IfIndex(index).pack())
+    tokens = {index: token_pair(index) for index in (3, 4, 0)}
+    for index, (_, token) in tokens.items():
+        send_with_token(c, index, token)
+    c.send(ImsgType.CTL_SEND_REQUEST, imsg.IfIndex(5).pack())  # unmanaged, no token
+    c.send(ImsgType.CTL_SEND_REQUEST, imsg.IfIndex(3).pack())  # managed, no token: fine
     await settle()
     assert [(role, t, imsg.IfIndex.unpack(d).if_index) for role, t, d, _ in rig.backend.sent] == [
         ("engine", ImsgType.REQUEST_REBOOT, 3),
         ("main", ImsgType.MANAGE_IF, 4),
+        ("engine", ImsgType.REQUEST_REBOOT, 3),
     ]
+    assert list(rig.backend.fds) == [1]
+    with socket.socket(fileno=rig.backend.fds[1]) as passed:  # the client's own token
+        got = passed.recv(64)
+    assert Header.unpack(got[: HEADER.size]).type == ImsgType.CTL_SEND_REQUEST
+    assert imsg.IfIndex.unpack(got[HEADER.size :]).if_index == 4
+    for index in (3, 0, 4):
+        assert closed_by_frontend(tokens[index][0]), index
     await c.quiet()  # no answer, as the original
     c.close()
 
@@ -410,6 +451,12 @@ async def test_release_goes_to_the_engine_for_a_managed_interface_only(rig: Rig)
     ]
     await c.quiet()  # no answer: dhcpleasectl polls for Released
     c.close()
+
+
+def test_a_token_that_cannot_be_forwarded_is_closed() -> None:
+    mine, token = token_pair(4)
+    assert not control.forward(None, ImsgType.MANAGE_IF, imsg.IfIndex(4).pack(), 0, token.detach())
+    assert closed_by_frontend(mine)
 
 
 async def test_log_verbose_and_reload_are_forwarded_and_acknowledged(rig: Rig) -> None:

@@ -12,7 +12,7 @@ import os
 import random
 import socket
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 from pathlib import Path
@@ -28,7 +28,8 @@ from dhcpleased.ipc import Imsg
 from dhcpleased.parse import Config
 from tests.proc import test_engine
 from tests.proc.peer import Peer, fake_children, pair
-from tests.proc.test_control import Client, engine_info
+from tests.proc.test_control import Client, engine_info, send_with_token
+from tests.proc.tokens import foreign_token, token_pair
 
 # The frontend's control socket serves root only (SO_PEERCRED); CI runs these as root.
 ROOT_CLIENT = pytest.mark.root  # the control socket serves root only
@@ -85,10 +86,18 @@ async def test_frontend_relays_interface_info_by_connection_id(fe_rig: FeRig) ->
     fe_rig.engine.send(ImsgType.CTL_SHOW_INTERFACE_INFO, engine_info(5), peerid=req.peerid)
     t, _, data = await c.recv()
     assert (t, imsg.CtlEngineInfo.unpack(data).if_index) == (ImsgType.CTL_SHOW_INTERFACE_INFO, 5)
-    # an unmanaged interface: the parent is asked to manage it
-    c.send(ImsgType.CTL_SEND_REQUEST, imsg.IfIndex(5).pack())
+    # an unmanaged interface: the parent is asked to manage it, with the client's token
+    mine, token = token_pair(5)
+    send_with_token(c, 5, token)
     msg = await fe_rig.main.expect(ImsgType.MANAGE_IF)
     assert imsg.IfIndex.unpack(msg.data).if_index == 5
+    assert msg.fd is not None
+    with socket.socket(fileno=msg.fd) as passed:  # it is the client's, request and all
+        assert passed.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12) == (
+            mine.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
+        )
+        assert passed.recv(64)[-4:] == imsg.IfIndex(5).pack()
+    mine.close()
     c.close()
 
 
@@ -205,10 +214,12 @@ async def parent() -> AsyncIterator[tuple[main.Main, Peer, Peer]]:
         resolver=SimpleNamespace(),  # type: ignore[arg-type]
         load_config=Config,
         open_bpfsock=lambda i: socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM),
-        open_udpsock=lambda n, a: socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM),
+        open_bcastsock=lambda i: socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM),
+        open_udpsock=lambda i, a, s: socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM),
         open_routesock=lambda: socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM),
     )
-    peers, chans = fake_children(m.children)
+    m.ctl_uid = os.geteuid()  # root in CI: the suite must also pass unprivileged
+    peers, chans = fake_children(m.children, m.dispatch)
     worker = asyncio.get_running_loop().create_task(m.worker())  # reloads finish there
     yield m, peers[0], peers[1]
     worker.cancel()
@@ -221,9 +232,11 @@ async def parent() -> AsyncIterator[tuple[main.Main, Peer, Peer]]:
 async def test_parent_manages_an_interface_when_dhcpleasectl_asks(
     parent: tuple[main.Main, Peer, Peer],
 ) -> None:
+    """A fake frontend over the real parent's channel: MANAGE_IF with the token a root
+    dhcpleasectl made (in another process) is served."""
     m, fe, en = parent
     lo = socket.if_nametoindex("lo")
-    m.dispatch("frontend", Imsg(ImsgType.MANAGE_IF, 0, 0, imsg.IfIndex(lo).pack(), None))
+    fe.send(ImsgType.MANAGE_IF, imsg.IfIndex(lo).pack(), fd=foreign_token(lo))
     for peer in (fe, en):
         await peer.expect(ImsgType.RECONF_CONF)
         ic = imsg.IfaceConf.unpack((await peer.expect(ImsgType.RECONF_IFACE)).data)
@@ -231,12 +244,74 @@ async def test_parent_manages_an_interface_when_dhcpleasectl_asks(
         await peer.expect(ImsgType.RECONF_END)
     assert "lo" in m.managed
     # asking again changes nothing; a reload keeps it; a vanished index is ignored
-    m.dispatch("frontend", Imsg(ImsgType.MANAGE_IF, 0, 0, imsg.IfIndex(lo).pack(), None))
-    m.dispatch("frontend", Imsg(ImsgType.MANAGE_IF, 0, 0, imsg.IfIndex(99999).pack(), None))
-    await fe.quiet()
+    fe.send(ImsgType.MANAGE_IF, imsg.IfIndex(lo).pack(), fd=foreign_token(lo))
+    fe.send(ImsgType.MANAGE_IF, imsg.IfIndex(99999).pack(), fd=foreign_token(99999))
+    await fe.quiet(0.3)
     m.reload()
     assert "lo" in m.managed
     assert not m.done.done()
+
+
+def listening_socket() -> int:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    s.bind(f"\0dlt-listen-{os.getpid()}-{random.random()}")
+    s.listen(1)
+    return s.detach()
+
+
+def read_already(index: int) -> int:
+    fd = foreign_token(index)
+    with socket.socket(fileno=os.dup(fd)) as s:
+        s.recv(64)  # what a compromised frontend would do: consume it, pass it on
+    return fd
+
+
+def own_token(index: int) -> int:
+    """A well-formed token, made by this process: the one playing the daemon's parent."""
+    mine, token = token_pair(index)
+    mine.close()
+    return token.detach()
+
+
+def pipe() -> int:
+    r, w = os.pipe()
+    os.write(w, b"\0" * 20)
+    os.close(w)
+    return r
+
+
+LO = socket.if_nametoindex("lo")
+NOT_ROOT = pytest.mark.skipif(os.geteuid() != 0, reason="making a token as nobody needs root")
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        pytest.param(lambda: None, id="no-token"),
+        pytest.param(lambda: own_token(LO), id="made-by-the-daemon"),
+        pytest.param(lambda: foreign_token(LO + 99), id="another-interface"),
+        pytest.param(lambda: read_already(LO), id="read-already"),
+        pytest.param(
+            lambda: foreign_token(LO, mtype=ImsgType.CTL_SHOW_INTERFACE_INFO), id="another-request"
+        ),
+        pytest.param(lambda: foreign_token(LO, kind=socket.SOCK_STREAM), id="stream-socket"),
+        pytest.param(lambda: foreign_token(LO, user=65534), id="not-root", marks=NOT_ROOT),
+        pytest.param(listening_socket, id="listening-socket"),
+        pytest.param(pipe, id="not-a-socket"),
+    ],
+)
+async def test_manage_if_without_root_behind_it_is_fatal(
+    parent: tuple[main.Main, Peer, Peer], token: Callable[[], int | None]
+) -> None:
+    """The frontend cannot grow its own reach: whatever it passes that does not carry a
+    root client's own request for that very interface ends the daemon, and nothing is
+    managed."""
+    m, fe, en = parent
+    fe.send(ImsgType.MANAGE_IF, imsg.IfIndex(LO).pack(), fd=token())
+    await asyncio.wait_for(m.done, 2)
+    assert m.done.result() == 1
+    assert "lo" not in m.managed
+    await en.quiet()
 
 
 async def test_parent_answers_procinfo_and_refuses_manage_if_from_the_engine(

@@ -90,10 +90,27 @@ async def appear(r: Rig, name: str = IFNAME, index: int = IFINDEX) -> imsg.IfInf
 
 
 async def give_bpf(r: Rig, index: int = IFINDEX) -> socket.socket:
+    """The packet socket (a stand-in): frames written to the returned end arrive."""
     wire, theirs = dgram_pair()
     r.main.send(ImsgType.BPFSOCK, imsg.IfIndex(index).pack(), fd=theirs.detach())
     await asyncio.sleep(0.05)
     return wire
+
+
+async def give_sockets(r: Rig, index: int = IFINDEX) -> tuple[socket.socket, socket.socket]:
+    """Broadcast socket, then packet socket, as the parent sends them: (what the
+    frontend broadcasts comes out here, frames written here arrive)."""
+    out, theirs = dgram_pair()
+    r.main.send(ImsgType.BCASTSOCK, imsg.IfIndex(index).pack(), fd=theirs.detach())
+    return out, await give_bpf(r, index)
+
+
+def on_wire(payload: bytes) -> bytes:
+    """The frame the kernel makes of a DHCP message sent on the broadcast socket."""
+    return packet.udp_frame(
+        payload, src_mac=frames.CLIENT_MAC, dst_mac=packet.BROADCAST_MAC, ip_src=ZERO,
+        ip_dst=IPv4Address("255.255.255.255"), sport=defs.CLIENT_PORT, dport=defs.SERVER_PORT,
+    )  # fmt: skip
 
 
 async def test_managed_link_is_announced_and_others_ignored(rig: Rig) -> None:
@@ -155,21 +172,20 @@ async def test_a_busy_engine_pauses_the_packet_sockets(rig: Rig) -> None:
 
 async def test_discover_and_request_are_built_from_fields(rig: Rig) -> None:
     await appear(rig)
-    wire = await give_bpf(rig)
+    wire, _ = await give_sockets(rig)
     rig.engine.send(
         ImsgType.SEND_DISCOVER, imsg.ReqDhcp(IFINDEX, 0xABCD, ZERO, ZERO, ZERO, ZERO).pack()
     )
     out = await recv(wire)
-    assert out[:6] == b"\xff" * 6 and out[6:12] == frames.CLIENT_MAC
-    assert out[42] == 1  # BOOTREQUEST
-    reply = packet.parse_frame(frames.as_reply(out))
+    assert out[0] == 1 and out[28:34] == frames.CLIENT_MAC  # BOOTREQUEST, chaddr
+    reply = packet.parse_frame(frames.as_reply(on_wire(out)))
     assert isinstance(reply, packet.DhcpMessage), reply
     assert reply.xid == 0xABCD
     assert reply.message_type == defs.DHCPDISCOVER
     assert reply.host_name == "testhost"
     req = imsg.ReqDhcp(IFINDEX, 0xABCE, ZERO, frames.YIADDR, frames.SERVER, ZERO)
     rig.engine.send(ImsgType.SEND_REQUEST, req.pack())
-    reply = packet.parse_frame(frames.as_reply(await recv(wire)))
+    reply = packet.parse_frame(frames.as_reply(on_wire(await recv(wire))))
     assert isinstance(reply, packet.DhcpMessage)
     assert reply.message_type == defs.DHCPREQUEST
     assert (50, frames.YIADDR.packed) in reply.unknown
@@ -177,7 +193,7 @@ async def test_discover_and_request_are_built_from_fields(rig: Rig) -> None:
 
 
 def sent(raw: bytes) -> packet.DhcpMessage:
-    msg = packet.parse_frame(frames.as_reply(raw))
+    msg = packet.parse_frame(frames.as_reply(on_wire(raw)))
     assert isinstance(msg, packet.DhcpMessage), msg
     return msg
 
@@ -186,7 +202,7 @@ async def test_discover_before_socket_goes_out_when_it_arrives(rig: Rig) -> None
     await appear(rig)
     rig.engine.send(ImsgType.SEND_DISCOVER, imsg.ReqDhcp(IFINDEX, 1, ZERO, ZERO, ZERO, ZERO).pack())
     await rig.engine.quiet()
-    wire = await give_bpf(rig)
+    wire, _ = await give_sockets(rig)
     msg = sent(await recv(wire))
     assert (msg.message_type, msg.xid) == (defs.DHCPDISCOVER, 1)
     await rig.engine.quiet()  # no second "reboot" asked of the engine
@@ -199,7 +215,7 @@ async def test_reboot_request_before_socket_is_sent_as_is_not_restarted(rig: Rig
         req = imsg.ReqDhcp(IFINDEX, xid, ZERO, frames.YIADDR, ZERO, ZERO)
         rig.engine.send(ImsgType.SEND_REQUEST, req.pack())
     await asyncio.sleep(0.05)
-    wire = await give_bpf(rig)
+    wire, _ = await give_sockets(rig)
     msg = sent(await recv(wire))
     assert (msg.message_type, msg.xid) == (defs.DHCPREQUEST, 6)
     assert (50, frames.YIADDR.packed) in msg.unknown
@@ -208,9 +224,50 @@ async def test_reboot_request_before_socket_is_sent_as_is_not_restarted(rig: Rig
         wire.recv(2048)  # once
 
 
+async def test_renewals_go_to_the_server_the_parent_connected(rig: Rig) -> None:
+    """Unicast only through the renewal socket, and only for its server; a request for
+    another server (one that changed while rebinding) or after CLOSE_UDPSOCK broadcasts,
+    as the original falls back to BPF. dhcpleasectl -p counts the sockets."""
+    await appear(rig)
+    bcast, _ = await give_sockets(rig)
+    unicast, theirs = dgram_pair()
+    rig.main.send(ImsgType.UDPSOCK, imsg.UdpSock(IFINDEX, frames.SERVER).pack(), fd=theirs.detach())
+    await asyncio.sleep(0.05)
+    info = rig.fe.procinfo()
+    assert (info.udp_broadcast, info.udp_unicast) == (1, 1)
+    # the stand-in "packet socket" is a unix socket: not bound to no interface, so it
+    # counts as one that can send (the lab test sees the real one as receive-only)
+    assert (info.packet_rx_only, info.packet_tx) == (0, 1)
+    other = IPv4Address("192.0.2.99")
+    for xid, server, wire in ((1, frames.SERVER, unicast), (2, other, bcast)):
+        req = imsg.ReqDhcp(IFINDEX, xid, frames.YIADDR, ZERO, ZERO, server)
+        rig.engine.send(ImsgType.SEND_REQUEST, req.pack())
+        msg = sent(await recv(wire))
+        assert (msg.xid, msg.ciaddr) == (xid, frames.YIADDR)
+    rig.main.send(ImsgType.CLOSE_UDPSOCK, imsg.IfIndex(IFINDEX).pack())
+    req = imsg.ReqDhcp(IFINDEX, 3, frames.YIADDR, ZERO, ZERO, frames.SERVER)
+    rig.engine.send(ImsgType.SEND_REQUEST, req.pack())
+    assert sent(await recv(bcast)).xid == 3
+    with pytest.raises(BlockingIOError):
+        unicast.recv(2048)
+    assert rig.fe.procinfo().udp_unicast == 0
+
+
+async def test_nothing_is_sent_before_both_sockets_are_there(rig: Rig) -> None:
+    await appear(rig)
+    rig.engine.send(ImsgType.SEND_DISCOVER, imsg.ReqDhcp(IFINDEX, 9, ZERO, ZERO, ZERO, ZERO).pack())
+    out, theirs = dgram_pair()
+    rig.main.send(ImsgType.BCASTSOCK, imsg.IfIndex(IFINDEX).pack(), fd=theirs.detach())
+    await asyncio.sleep(0.05)
+    with pytest.raises(BlockingIOError):  # no packet socket yet: a reply could not be read
+        out.recv(2048)
+    await give_bpf(rig)
+    assert sent(await recv(out)).xid == 9
+
+
 async def test_host_name_is_read_for_each_packet(rig: Rig) -> None:
     await appear(rig)
-    wire = await give_bpf(rig)
+    wire, _ = await give_sockets(rig)
     names = []
     for name in ("alpha", "beta", ""):
         HOSTNAME[0] = name

@@ -18,6 +18,7 @@ from tests.proc.test_frontend import (
     Rig,
     appear,
     give_bpf,
+    give_sockets,
     recv,
     sent,
 )
@@ -28,19 +29,20 @@ rig = test_frontend.rig  # the fixture: a Frontend between a fake parent and a f
 
 
 @pytest.fixture
-def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[socket.socket]:
-    """A stand-in DHCP server on loopback; the frontend's "port 67" is its port."""
+def server() -> Iterator[socket.socket]:
+    """A stand-in DHCP server on loopback, where the renewal socket is connected."""
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.bind(("127.0.0.1", 0))
     s.setblocking(False)
-    monkeypatch.setattr(defs, "SERVER_PORT", s.getsockname()[1])
     yield s
     s.close()
 
 
-def give_udp(r: Rig) -> None:
+def give_udp(r: Rig, server: socket.socket) -> None:
+    """The renewal socket as the parent hands it over: connected to the server."""
     udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    r.main.send(ImsgType.UDPSOCK, imsg.IfIndex(IFINDEX).pack(), fd=udp.detach())
+    udp.connect(server.getsockname())
+    r.main.send(ImsgType.UDPSOCK, imsg.UdpSock(IFINDEX, LOOPBACK).pack(), fd=udp.detach())
 
 
 def release(xid: int = 0x7E1) -> bytes:
@@ -52,7 +54,7 @@ async def test_release_is_unicast_with_ciaddr_and_server_id(
 ) -> None:
     await appear(rig)
     wire = await give_bpf(rig)
-    give_udp(rig)
+    give_udp(rig, server)
     await asyncio.sleep(0.05)
     rig.engine.send(ImsgType.SEND_RELEASE, release())
     payload = await recv(server)
@@ -101,7 +103,7 @@ async def test_rapid_commit_is_in_the_discover_only(rig: Rig) -> None:
     rig.main.send(ImsgType.RECONF_IFACE, imsg.IfaceConf(IFNAME, 0, (), False, True).pack())
     rig.main.send(ImsgType.RECONF_END)
     await appear(rig)
-    wire = await give_bpf(rig)
+    wire, _ = await give_sockets(rig)  # broadcasts leave through the broadcast socket
     rig.engine.send(ImsgType.SEND_DISCOVER, imsg.ReqDhcp(IFINDEX, 2, ZERO, ZERO, ZERO, ZERO).pack())
     raw = await recv(wire)
     disc = sent(raw)

@@ -72,8 +72,6 @@ class Rig:
 async def rig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Rig]:
     monkeypatch.setattr(defs, "LEASE_DIR", str(tmp_path))
     kroute, resolver = FakeKRoute(), FakeResolver()
-    udp_a, udp_b = socket.socketpair()
-    udp_a.close()
     m = main.Main(
         opts=main.Options(ifaces=[IFNAME]),
         conf=Config(ifaces=(IfaceConf(name=IFNAME),)),
@@ -81,7 +79,8 @@ async def rig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[
         resolver=resolver,  # type: ignore[arg-type]
         load_config=Config,
         open_bpfsock=lambda i: socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM),
-        open_udpsock=lambda n, a: udp_b,
+        open_bcastsock=lambda i: socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM),
+        open_udpsock=lambda i, a, s: socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM),
         open_routesock=lambda: socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM),
     )
     ours, theirs = pair()
@@ -188,6 +187,14 @@ async def test_configure_content_is_checked(rig: Rig, payload: bytes) -> None:
 
 
 async def test_valid_requests_are_served_in_order(rig: Rig, tmp_path: Path) -> None:
+    opened: list[tuple[int, IPv4Address, IPv4Address | None]] = []
+    real = rig.m.open_udpsock
+
+    def record(i: int, a: IPv4Address, s: IPv4Address | None) -> socket.socket:
+        opened.append((i, a, s))
+        return real(i, a, s)
+
+    rig.m.open_udpsock = record
     know_interface(rig)
     await settle()
     route = Route(ZERO, ZERO, IPv4Address("192.0.2.1"))
@@ -208,6 +215,10 @@ async def test_valid_requests_are_served_in_order(rig: Rig, tmp_path: Path) -> N
     udp = await rig.fe.expect(ImsgType.UDPSOCK)
     assert udp.fd is not None
     socket.close(udp.fd)
+    # the frontend's is connected to the server; the parent keeps an unconnected one
+    assert imsg.UdpSock.unpack(udp.data) == imsg.UdpSock(IFINDEX, ADDR)
+    assert opened == [(IFINDEX, ADDR, None), (IFINDEX, ADDR, ADDR)]
+    assert list(rig.m.udp_absorb) == [IFINDEX]
     withdraw = imsg.ProposeRdns(IFINDEX, 0, (), "", ())
     send(rig, "engine", ImsgType.WITHDRAW_RDNS, withdraw.pack())
     send(rig, "engine", ImsgType.DECONFIGURE_INTERFACE, ci())
@@ -215,6 +226,25 @@ async def test_valid_requests_are_served_in_order(rig: Rig, tmp_path: Path) -> N
     assert rig.resolver.calls[-1] == ("withdraw", IFNAME)
     assert rig.kroute.calls[-1][0] == "deconfigure"
     await rig.fe.expect(ImsgType.CLOSE_UDPSOCK)
+    assert rig.m.udp_absorb == {}
+
+
+async def test_packet_socket_comes_with_its_broadcast_socket(rig: Rig) -> None:
+    """OPEN_BPFSOCK: the broadcast socket first, then the packet socket, whose arrival
+    sends what waits; both or neither."""
+    send(rig, "frontend", ImsgType.OPEN_BPFSOCK, imsg.IfIndex(IFINDEX).pack())
+    for t in (ImsgType.BCASTSOCK, ImsgType.BPFSOCK):
+        msg = await rig.fe.expect(t)
+        assert imsg.IfIndex.unpack(msg.data).if_index == IFINDEX and msg.fd is not None
+        socket.close(msg.fd)
+
+    def refuse(i: int) -> socket.socket:
+        raise OSError(19, "No such device")
+
+    rig.m.open_bpfsock = refuse
+    send(rig, "frontend", ImsgType.OPEN_BPFSOCK, imsg.IfIndex(IFINDEX).pack())
+    await rig.fe.quiet()
+    assert not rig.m.done.done()
 
 
 async def test_lease_text_reaches_the_engine(rig: Rig, tmp_path: Path) -> None:

@@ -83,7 +83,8 @@ async def rig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[
         resolver=resolver,  # type: ignore[arg-type]
         load_config=lambda: _load(conf),
         open_bpfsock=lambda i: socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM),
-        open_udpsock=lambda n, a: socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM),
+        open_bcastsock=lambda i: socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM),
+        open_udpsock=lambda i, a, s: socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM),
         open_routesock=lambda: socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM),
     )
     m.notifier = notes  # type: ignore[assignment]

@@ -38,7 +38,8 @@ def parent() -> main.Main:
         resolver=FakeResolver(),  # type: ignore[arg-type]
         load_config=Config,
         open_bpfsock=lambda i: socket.socket(),
-        open_udpsock=lambda n, a: socket.socket(),
+        open_bcastsock=lambda i: socket.socket(),
+        open_udpsock=lambda i, a, s: socket.socket(),
         open_routesock=socket.socket,
     )
     for role in ("frontend", "engine"):

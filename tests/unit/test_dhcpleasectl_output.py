@@ -194,10 +194,14 @@ def test_monitor_event_json() -> None:
 
 def procs() -> list[ProcInfo]:
     return [
-        ProcInfo("engine", 12, 998, 998, 0, True, 2, 5, 0),
+        ProcInfo("engine", 12, 998, 998, 0, True, 2, 5, 0, seccomp_calls=37, opens_sockets=False),
         ProcInfo("main", 10, 0, 0, 1 << 12 | 1 << 13, False, 0, 0, -1),
-        ProcInfo("frontend", 11, 998, 998, 0, True, 2, -1, 0, 1234, 56, 7),
-    ]
+        ProcInfo(
+            "frontend", 11, 998, 998, 0, True, 2, -1, 0, 1234, 56, 7,
+            seccomp_calls=40, opens_sockets=False, names_dest=False,
+            packet_rx_only=2, udp_broadcast=2, udp_unicast=1,
+        ),
+    ]  # fmt: skip
 
 
 def test_procinfo_text_and_json() -> None:
@@ -209,7 +213,7 @@ def test_procinfo_text_and_json() -> None:
         "0",
         "0",
         "no",
-        "off",
+        "none",
         "off",
         "cap_net_admin,cap_net_raw",
     ]
@@ -220,13 +224,19 @@ def test_procinfo_text_and_json() -> None:
         "998",
         "yes",
         "filter",
+        "(40",
+        "calls)",
         "unsupported",
         "none",
     ]
     assert lines[3].split()[-3:] == ["ABI", "5", "none"]
     assert lines[4:] == [
+        "main can send: anything: it may open sockets, with cap_net_raw",
+        "frontend can send: 2 packet sockets, receive only; UDP 68->255.255.255.255:67 on 2 "
+        "interfaces; UDP 68->its server:67 on 1 interface; no destination of its own choosing",
+        "engine can send: nothing but its channels to the other processes (no network socket)",
         "packet sockets: 1234 frames read, 56 dropped by the kernel while the engine was "
-        "busy (reading paused 7 times)"
+        "busy (reading paused 7 times)",
     ]
     obj = output.render_procs_json(procs())
     assert obj["version"] == 1
@@ -236,12 +246,35 @@ def test_procinfo_text_and_json() -> None:
     assert main["capabilities"] == ["cap_net_admin", "cap_net_raw"]
     assert set(main) == {
         "name", "pid", "uid", "gid", "cap_eff", "capabilities", "no_new_privs", "seccomp",
-        "landlock_abi", "landlock_status", "frames_read", "frames_dropped", "read_pauses",
+        "seccomp_calls", "landlock_abi", "landlock_status", "frames_read", "frames_dropped",
+        "read_pauses", "opens_sockets", "names_destination", "packet_sockets", "udp_sockets",
+        "can_send",
     }  # fmt: skip
+    # -j keeps the kernel's name for mode 0; the text column says "none"
+    assert (main["seccomp"], main["seccomp_calls"], main["opens_sockets"]) == ("off", 0, True)
     frontend = obj["processes"][1]
     assert (frontend["frames_read"], frontend["frames_dropped"], frontend["read_pauses"]) == (
         1234, 56, 7,
     )  # fmt: skip
+    assert (frontend["seccomp"], frontend["seccomp_calls"]) == ("filter", 40)
+    assert frontend["packet_sockets"] == {"receive_only": 2, "can_send": 0}
+    assert frontend["udp_sockets"] == {"broadcast": 2, "unicast": 1}
+    assert frontend["names_destination"] is False
+    assert frontend["can_send"] == lines[5].removeprefix("frontend can send: ")
+
+
+def test_can_send_says_what_a_weaker_process_could() -> None:
+    """The text follows the facts, so a regression shows: a packet socket bound to an
+    interface, a filter that lets sends name an address, a process that opens sockets."""
+    weak = ProcInfo(
+        "frontend", 11, 998, 998, 0, True, 2, 5, 0, opens_sockets=False, names_dest=True,
+        packet_tx=1, udp_unicast=1,
+    )  # fmt: skip
+    assert output.can_send(weak) == (
+        "1 packet socket that can send any frame; UDP 68->its server:67 on 1 interface"
+    )
+    unsandboxed = ProcInfo("frontend", 11, 998, 998, 0, False, 0, 0, 0)
+    assert output.can_send(unsandboxed) == "anything: it may open sockets, without cap_net_raw"
 
 
 def test_ffs_and_route_len() -> None:

@@ -154,7 +154,8 @@ def real_parent() -> Iterator[tuple[asyncio.AbstractEventLoop, main.Main]]:
         return main.Main(
             opts=main.Options(ifaces=[IFNAME]), conf=Config(), load_config=Config,
             kroute=SimpleNamespace(withdraw_routes=print), resolver=None,  # type: ignore[arg-type]
-            open_bpfsock=None, open_udpsock=None, open_routesock=None,  # type: ignore[arg-type]
+            open_bpfsock=None, open_bcastsock=None, open_udpsock=None,  # type: ignore[arg-type]
+            open_routesock=None,  # type: ignore[arg-type]
         )  # fmt: skip
 
     parent = loop.run_until_complete(make())

@@ -39,6 +39,7 @@ from dhcpleased.imsg import (
     ProposeRdns,
     ReloadResult,
     ReqDhcp,
+    UdpSock,
     Verbose,
     decode,
     ifname_problem,
@@ -100,6 +101,7 @@ STRATEGIES: dict[type[Payload], st.SearchStrategy[Any]] = {
         ReloadResult, st.booleans(), st.lists(text(200), max_size=8).map("\n".join)
     ),
     ReqDhcp: st.builds(ReqDhcp, u32, u32, addrs, addrs, addrs, addrs),
+    UdpSock: st.builds(UdpSock, u32, addrs),
     IfInfo: st.builds(
         IfInfo, u32, ifname, u32, st.booleans(), u32, st.binary(min_size=6, max_size=6), lease_text
     ),
@@ -156,6 +158,16 @@ STRATEGIES: dict[type[Payload], st.SearchStrategy[Any]] = {
         st.integers(0, 2),
         i32,
         i32,
+        u64 := st.integers(0, 2**64 - 1),
+        u64,
+        u64,
+        st.integers(0, 0xFFFF),
+        st.booleans(),
+        st.booleans(),
+        u32,
+        u32,
+        u32,
+        u32,
     ),
     MonitorEvent: st.builds(MonitorEvent, finite, u32, ifname, states, states, addrs, text(64)),
 }
@@ -175,6 +187,7 @@ def example(cls: type[Payload]) -> Any:
         HostName: HostName(b"myhost"),
         ReloadResult: ReloadResult(False, "a.conf:1: syntax error\na.conf:2: syntax error"),
         ReqDhcp: ReqDhcp(2, 0xDEADBEEF, A(0), A("10.0.0.5"), A("10.0.0.1"), A(0)),
+        UdpSock: UdpSock(2, A("10.0.0.1")),
         IfInfo: IfInfo(2, "eth0", 0, True, 6, b"\x02\0\0\0\0\x01", "version: 2\nip: 10.0.0.5\n"),
         Dhcp: Dhcp(2, 0x80, b"\x01" * 342),
         ConfigureInterface: ConfigureInterface(
@@ -211,7 +224,9 @@ def example(cls: type[Payload]) -> Any:
             "example.org",
             ("example.org",),
         ),
-        ProcInfo: ProcInfo("engine", 1234, 999, 999, 0, True, 2, 4, 2),
+        ProcInfo: ProcInfo(
+            "frontend", 1234, 999, 999, 0, True, 2, 4, 2, 10, 1, 2, 40, False, False, 1, 0, 1, 1
+        ),
         MonitorEvent: MonitorEvent(
             1.7e9, 2, "eth0", "Requesting", "Bound", A("10.0.0.5"), "DHCPACK"
         ),
@@ -273,7 +288,7 @@ def test_type_name() -> None:
 def test_type_order() -> None:
     names_ = [t.name for t in ImsgType]
     assert names_[:4] == ["NONE", "CTL_LOG_VERBOSE", "CTL_SHOW_INTERFACE_INFO", "CTL_SEND_REQUEST"]
-    assert names_[-12:] == [
+    assert names_[-13:] == [
         "CTL_MONITOR",
         "CTL_MONITOR_EVENT",
         "CTL_PROCINFO",
@@ -286,6 +301,7 @@ def test_type_order() -> None:
         "RELEASE_SENT",
         "RELEASED",
         "SANDBOX_UP",
+        "BCASTSOCK",
     ]
     assert [int(t) for t in ImsgType] == list(range(len(names_)))
 

@@ -108,6 +108,8 @@ def test_every_listed_syscall_is_allowed_with_plain_arguments(role: str, arch: s
             args[0], args[3] = 3, AT_EMPTY_PATH
         elif name == "getsockopt":
             args[1], args[2] = seccomp.SOL_SOCKET, seccomp.SO_PEERCRED
+        elif name == "sendmsg":
+            args[0] = seccomp.PARENT_CHANNEL_FD
         assert decide(role, arch, name, *args) == ALLOW, name
 
 
@@ -130,6 +132,7 @@ def test_engine_is_narrower_than_frontend(arch: str) -> None:
     assert decide("frontend", arch, "uname") == ALLOW
     for name in ("sendmsg", "accept4", "getsockopt"):
         assert decide("engine", arch, name, 3, seccomp.SOL_SOCKET, seccomp.SO_PEERCRED) == KILL
+    assert decide("frontend", arch, "sendmsg", seccomp.PARENT_CHANNEL_FD) == ALLOW
     assert decide("engine", arch, "ioctl", 3, seccomp.SIOCGIFNAME) == KILL
     assert decide("frontend", arch, "ioctl", 3, seccomp.SIOCGIFNAME) == ALLOW
 
@@ -165,6 +168,38 @@ def test_getsockopt_only_in_the_two_allowed_pairs(arch: str) -> None:
             want = ALLOW if (level & 0xFFFFFFFF, name) in allowed else KILL
             assert decide("frontend", arch, "getsockopt", 3, level, name) == want, (level, name)
     assert decide("engine", arch, "getsockopt", 3, sol_packet, stats) == KILL
+
+
+@pytest.mark.parametrize("arch", ARCH_NAMES)
+def test_frontend_sends_name_no_destination(arch: str) -> None:
+    """sendto only with a NULL dest_addr, in both halves of the pointer (a page mapped at
+    an address whose low half is zero must not pass); sendmsg only on the parent channel;
+    sendmmsg never.  A packet socket bound to no interface then cannot send at all."""
+    fd, buf, flags = 5, 0x7F0000001000, 0
+    assert decide("frontend", arch, "sendto", fd, buf, 300, flags, 0, 0) == ALLOW
+    assert decide("frontend", arch, "sendto", fd, buf, 300, flags, 0, 20) == ALLOW  # len ignored
+    for dest in (0x7FFF12345678, 0x7FFF00000000, 1 << 32, 0x10):
+        assert decide("frontend", arch, "sendto", fd, buf, 300, flags, dest, 20) == KILL, dest
+        assert decide("frontend", arch, "sendto", fd, buf, 300, flags, dest, 20, trap=True) == TRAP
+    assert decide("frontend", arch, "sendmsg", seccomp.PARENT_CHANNEL_FD, buf, 0) == ALLOW
+    for other in (0, 1, 2, 4, 5, 9):
+        assert decide("frontend", arch, "sendmsg", other, buf, 0) == KILL, other
+    sendmmsg = {"x86_64": 307, "aarch64": 269}[arch]
+    assert decide("frontend", arch, sendmmsg, fd, buf, 1, 0) == KILL
+    # the engine keeps the plain STDIO sendto: it holds no socket that an address could aim
+    assert decide("engine", arch, "sendto", fd, buf, 300, flags, 0x7FFF12345678, 20) == ALLOW
+
+
+def test_names_destination_reads_the_policy() -> None:
+    """What dhcpleasectl -p reports as "no destination of its own choosing"."""
+    assert not seccomp.names_destination(seccomp.FRONTEND)
+    assert seccomp.names_destination(seccomp.ENGINE)  # sendto unconditional
+    loose = {**seccomp.FRONTEND, "sendmsg": ()}
+    assert seccomp.names_destination(loose)
+    low_only = {**seccomp.FRONTEND, "sendto": (seccomp.ArgIn(4, (0,)),)}
+    assert seccomp.names_destination(low_only)
+    assert seccomp.names_destination({**seccomp.FRONTEND, "sendmmsg": ()})
+    assert not seccomp.names_destination({"read": ()})
 
 
 @pytest.mark.parametrize("role", ROLES)

@@ -23,7 +23,6 @@ import signal
 import socket
 import stat
 import sys
-import tempfile
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -963,8 +962,9 @@ class Main:
         return "".join(c if c.isascii() and c != "\0" else "?" for c in raw.decode("latin-1"))
 
     def write_lease(self, name: str, ci: imsg.ConfigureInterface) -> None:
-        """mkstemp in the lease directory, fchmod 0644, rename: never a torn lease file."""
+        """A new file (mode 0644) in the lease directory, renamed over: never a torn one."""
         from dhcpleased.lease import Lease, render_lease  # noqa: PLC0415 - cheap, parent only
+        from dhcpleased.resolver import write_atomic  # noqa: PLC0415 - parent only
 
         text = render_lease(
             Lease(
@@ -976,27 +976,13 @@ class Main:
             )
         )
         path = self.lease_path(name)
-        tmp = None
         try:
             st = lstat_or_none(path)
             if st is not None and not stat.S_ISREG(st.st_mode):
                 move_aside(path, st)  # rename cannot replace a directory
-            # O_EXCL|O_NOFOLLOW: whatever sits at a temp name is never opened
-            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=defs.LEASE_DIR)
-            try:
-                os.write(fd, text.encode())
-                os.fchmod(fd, 0o644)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.rename(tmp, path)
+            write_atomic(path, text.encode(), 0o644)
         except OSError as e:
             log.warning("cannot write lease file for %s: %s", name, e.strerror)
-            if tmp is not None:
-                try:
-                    os.unlink(tmp)
-                except OSError:
-                    pass
 
 
 # Lease files that are not files: a FIFO would block the parent for ever, a directory make
@@ -1073,6 +1059,7 @@ def parent_main(opts: Options) -> int:
     if os.geteuid() != 0:
         return err("need root privileges")
     os.closerange(3, 1 << 16)
+    os.umask(0o022)  # leases and resolv.conf are born 0644: the sandboxed parent cannot chmod
     try:
         make_run_dir(defs.RUN_DIR)
         lockfd = take_lock(defs.LOCK_FILE)

@@ -63,7 +63,6 @@ import signal
 import socket
 import stat
 import sys
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address
@@ -301,7 +300,7 @@ class Resolver:
 
     def _write(self, data: bytes, mode: int) -> None:
         if self.linked:
-            _write_atomic(self.target, data, mode)
+            write_atomic(self.target, data, mode)
         else:
             _write_in_place(self.target, data)
 
@@ -320,14 +319,24 @@ def _options(content: bytes) -> bytes:
     )
 
 
-def _write_atomic(path: str, data: bytes, mode: int) -> None:
-    """Temp file + fsync + rename in path's directory (the linked file, in ours)."""
-    directory = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(prefix=".resolv.conf.", dir=directory)
+def write_atomic(path: str, data: bytes, mode: int) -> None:
+    """A new file beside ``path`` (created with ``mode``: the parent may not chmod),
+    written, fsync'ed and renamed over it: a reader sees the old file or the new one.
+    O_EXCL|O_NOFOLLOW: whatever already sits at a temporary name is never opened."""
+    directory, base = os.path.split(path)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    for _ in range(100):
+        tmp = os.path.join(directory, f".{base}.{os.urandom(6).hex()}")
+        try:
+            fd = os.open(tmp, flags, mode)
+            break
+        except FileExistsError:
+            continue
+    else:
+        raise OSError(errno.EEXIST, f"{directory}: no free temporary name")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-            os.fchmod(f.fileno(), mode)
             f.flush()
             os.fsync(f.fileno())
         os.rename(tmp, path)

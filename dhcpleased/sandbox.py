@@ -41,6 +41,7 @@ import faulthandler
 import os
 import pwd
 import signal
+import socket
 import sys
 import tempfile
 import threading
@@ -357,17 +358,44 @@ def _restrict(ruleset: landlock.Ruleset, rules: Iterable[tuple[str, int]]) -> No
         raise SandboxError(f"Landlock: {e.strerror or e}") from None
 
 
+def unix_sockets() -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(SEQPACKET, DGRAM) unix sockets this process holds now: the parent's filter lets
+    it sendmsg on the first (its channels) and never connect the second elsewhere."""
+    seqpacket, dgram = [], []
+    for entry in os.listdir("/proc/self/fd"):
+        try:
+            sock = socket.socket(fileno=int(entry))
+        except (OSError, ValueError):  # not a socket, or listdir's own descriptor
+            continue
+        try:
+            if sock.family == socket.AF_UNIX and sock.type == socket.SOCK_SEQPACKET:
+                seqpacket.append(sock.fileno())
+            elif sock.family == socket.AF_UNIX and sock.type == socket.SOCK_DGRAM:
+                dgram.append(sock.fileno())
+        finally:
+            sock.detach()
+    return tuple(sorted(seqpacket)), tuple(sorted(dgram))
+
+
 def enter_parent(
     conffile: str, dns_files: Sequence[str] = (), dns_dirs: Sequence[str] = ()
 ) -> None:
-    """Restrict the running parent: capabilities, no_new_privs, Landlock (see module doc)."""
-    global STATUS
+    """Restrict the running parent: capabilities, no_new_privs, Landlock, seccomp (see
+    the module doc).  Its descriptors, imports and loop exist; nothing is opened lazily."""
+    global STATUS, _modules_at_entry
     if not single_threaded():
         raise SandboxError("the parent has more than one thread: capset would miss some")
     abi, has_seccomp = kernel_support()
     warning = missing_features(abi, has_seccomp)
     if warning is not None:
         log.warning("sandbox: %s", warning)
+    trap = os.environ.get(TRAP_ENV) == "1"
+    channels, datagrams = unix_sockets()
+    policy = seccomp.parent_policy(channels, datagrams)
+    if trap:  # faulthandler's handler runs on an alternate stack, freed at exit
+        policy = {**policy, "sigaltstack": ()}
+    program = seccomp.build("main", trap=trap, policy=policy)
+    warm_up()
     try:
         caps.keep_only(PARENT_CAPS)
     except OSError as e:
@@ -382,7 +410,10 @@ def enter_parent(
         except OSError as e:
             raise SandboxError(f"Landlock: {e.strerror or e}") from None
         _restrict(ruleset, parent_rules(conffile, dns_files, dns_dirs))
-    STATUS = replace(STATUS, role="main", landlock_abi=abi, landlock_applied=abi > 0)
+    if has_seccomp:
+        child_seccomp("main", program, trap=trap)
+    STATUS = SandboxStatus("main", abi, abi > 0, has_seccomp, trap and has_seccomp)
+    _modules_at_entry = frozenset(sys.modules)
 
 
 # --- the DNS helper ---------------------------------------------------------------------------

@@ -23,8 +23,9 @@ The client protocol (every answer carries the request's peerid, which clients ig
 
 * CTL_SHOW_INTERFACE_INFO (IfIndex): the engine's CTL_SHOW_INTERFACE_INFO
   (CtlEngineInfo), or CTL_END when the engine does not know the interface.
-* CTL_SEND_REQUEST (IfIndex): no answer; REQUEST_REBOOT to the engine, or MANAGE_IF to
-  the parent for an interface that is not managed yet (the original sets AUTOCONF4).
+* CTL_SEND_REQUEST (IfIndex): no answer; MANAGE_IF to the parent, which manages an
+  interface that is not managed yet (the original sets AUTOCONF4) and sets a down one up
+  (IFF_UP, as the original does); REQUEST_REBOOT to the engine if it is managed already.
 * CTL_LOG_VERBOSE (Verbose): forwarded to the parent and the engine; CTL_END.
 * CTL_RELOAD (Empty): forwarded to the parent; CTL_END.
 * CTL_MONITOR (Empty): CTL_MONITOR (Empty) as an acknowledgement, then one
@@ -281,8 +282,7 @@ class Control:
                 return
             if self.is_managed(payload.if_index):
                 self.to_engine(ImsgType.REQUEST_REBOOT, data, 0)
-            else:
-                self.to_main(ImsgType.MANAGE_IF, data, 0)
+            self.to_main(ImsgType.MANAGE_IF, data, 0)
         elif t is ImsgType.CTL_LOG_VERBOSE:
             assert isinstance(payload, imsg.Verbose)
             self.set_verbose(payload.verbose)

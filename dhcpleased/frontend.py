@@ -10,11 +10,12 @@ the kernel announces it.
 
 from __future__ import annotations
 
+import errno
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from ipaddress import IPv4Address
 
-from dhcpleased import bpf, control, defs, imsg, packet, procinfo
+from dhcpleased import bpf, control, defs, imsg, netlink, packet, procinfo
 from dhcpleased.child import ChildProcess, child_main
 from dhcpleased.imsg import ImsgError, ImsgType, type_name
 from dhcpleased.ipc import Channel, Imsg
@@ -64,7 +65,11 @@ class Frontend(ChildProcess):
         self.nconf: dict[str, FrontendConf] | None = None
         self.cur: FrontendConf | None = None
         self.routesock: socket.socket | None = None
-        self.links: dict[int, bpf.LinkEvent] = {}  # every link the kernel told us about
+        self.links: dict[int, netlink.LinkEvent] = {}  # every link the kernel told us about
+        self.dump_seq = 0  # the link dump under way (0: none)
+        self.dump_seen: set[int] = set()  # links the kernel spoke of since it was asked for
+        self.redump = False  # events were lost while it ran: dump again when it ends
+        self.last_dump_seq = 0
         self.ifaces: dict[int, FrontendIface] = {}  # the ones we manage
         self.started = False
         self.control: control.Control | None = None
@@ -122,7 +127,7 @@ class Frontend(ChildProcess):
             if self.routesock is None:
                 raise ImsgError("STARTUP before ROUTESOCK")
             self.started = True
-            bpf.request_link_dump(self.routesock, 1)
+            self.request_links()
             if self.control is not None:
                 self.control.start()
         elif t is ImsgType.CONTROLFD:
@@ -236,17 +241,64 @@ class Frontend(ChildProcess):
         assert self.routesock is not None
         for _ in range(FRAMES_PER_WAKEUP):
             try:
-                data = self.routesock.recv(65536)
+                data = self.routesock.recv(netlink.RECV_SIZE)
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError as e:  # ENOBUFS: we missed events, ask for the whole table again
+            except OSError as e:  # ENOBUFS: events were lost, ask for the whole table again
                 log.warning("routing socket: %s", e.strerror)
-                bpf.request_link_dump(self.routesock, 2)
-                return
-            for event in bpf.parse_link_messages(data):
-                self.link_event(event)
+                self.request_links()
+                continue
+            for msg in netlink.parse(data):
+                self.route_message(msg)
 
-    def link_event(self, ev: bpf.LinkEvent) -> None:
+    def request_links(self) -> None:
+        """Dump every link (at start-up, after the socket overflowed), unless a dump is
+        under way: then once more when it ends, since the events lost meanwhile may be
+        newer than what it reported."""
+        assert self.routesock is not None
+        if self.dump_seq:
+            self.redump = True
+            return
+        self.dump_seq = self.last_dump_seq = self.last_dump_seq % 0xFFFFFFFF + 1
+        self.dump_seen, self.redump = set(), False
+        try:
+            self.routesock.send(netlink.link_dump_request(self.dump_seq))
+        except OSError as e:
+            log.warning("routing socket: cannot dump links: %s", e.strerror)
+            self.dump_seq = 0
+
+    def route_message(self, msg: object) -> None:
+        """One message from the routing socket: a link event, or part of our dump."""
+        state = netlink.dump_state(msg, self.dump_seq)
+        ev = netlink.link_event(msg)
+        if ev is not None:
+            if not ev.deleted:
+                self.dump_seen.add(ev.if_index)
+            self.link_event(ev)
+        if state == "intr":  # the link table changed under the dump: it may be incomplete
+            self.redump = True
+        elif state in ("done", "failed"):
+            self.dump_done(state == "done", msg)
+
+    def dump_done(self, ok: bool, msg: object) -> None:
+        """Reconcile: links the dump did not mention (nor any event since it was asked
+        for) are gone, their RTM_DELLINK lost in the overflow."""
+        err = netlink.error_of(msg)
+        if not ok and err is not None and err.errno == errno.ENOBUFS:
+            self.redump = True  # its start was refused for room; the kernel resumes it
+            return
+        self.dump_seq = 0
+        if ok:
+            for index in [i for i in self.links if i not in self.dump_seen]:
+                gone = self.links[index]
+                log.debug("%s (index %d) vanished while events were lost", gone.if_name, index)
+                self.link_event(replace(gone, deleted=True))
+        else:
+            log.warning("routing socket: link dump failed: %s", err.strerror if err else "?")
+        if self.redump:
+            self.request_links()
+
+    def link_event(self, ev: netlink.LinkEvent) -> None:
         if ev.deleted:
             self.links.pop(ev.if_index, None)
         else:

@@ -7,8 +7,9 @@ children (``-E`` engine, ``-F`` frontend) so that each starts with a fresh addre
 and its channel on fd 3, and it serves each child only the requests that child has a
 reason to make. A child that dies or misbehaves ends the whole daemon.
 
-Heavy, parent-only modules (lark, rtnl) are imported in :func:`parent_main`, never at
-module level: the children import this module too, to parse their command line.
+Heavy, parent-only modules (lark, pyroute2's message classes) are imported in
+:func:`parent_main`, never at module level: the children import this module too, to
+parse their command line.
 """
 
 from __future__ import annotations
@@ -287,6 +288,7 @@ class Main:
         self.children: dict[str, Child] = {}
         self.ifnames: dict[int, str] = {}  # if_index -> name, learned from the frontend
         self.udp_held: set[int] = set()
+        self.configured: dict[int, IPv4Address] = {}  # if_index -> the address we put there
         self.done: asyncio.Future[int] = self.loop.create_future()
         self.stopping = False
         self.work: asyncio.Queue[Callable[[], Awaitable[None]]] = asyncio.Queue()
@@ -540,12 +542,17 @@ class Main:
         except OSError:
             log.debug("dhcpleasectl asked about interface index %d, which is gone", if_index)
             return
-        if name in self.managed:
-            return
-        log.info("managing %s, as dhcpleasectl asked", name)
-        self.ctl_ifaces.append(name)
-        self.managed = managed_ifaces(self.conf, self.opts.ifaces, self.ctl_ifaces)
-        self.send_config()
+        if name not in self.managed:
+            log.info("managing %s, as dhcpleasectl asked", name)
+            self.ctl_ifaces.append(name)
+            self.managed = managed_ifaces(self.conf, self.opts.ifaces, self.ctl_ifaces)
+            self.send_config()
+        self.work.put_nowait(partial(self.set_up, if_index, name))
+
+    async def set_up(self, if_index: int, name: str) -> None:
+        """dhcpleasectl IF on a down interface sets IFF_UP, as the original does."""
+        if await self.kroute.set_up(if_index):
+            log.info("set %s up, as dhcpleasectl asked", name)
 
     def dispatch_engine(self, mtype: ImsgType, data: bytes) -> None:
         """main_dispatch_engine."""
@@ -627,10 +634,25 @@ class Main:
         )
 
     async def configure(self, name: str, ci: imsg.ConfigureInterface) -> None:
-        log.info("adding %s to %s (lease from %s)", ci.addr, name, ci.server)
-        await self.kroute.configure(ci.if_index, ci.addr, ci.mask, ci.routes)
-        self.bound[name] = f"{ci.addr}/{prefixlen(ci.mask)}"
-        self.notifier.status(self.status_line())
+        """Every ACK: the address's lifetime starts over at the lease time (a renewal of
+        the same address changes nothing else), then the lease file."""
+        again = self.configured.get(ci.if_index) == ci.addr
+        if again:
+            log.debug("%s on %s renewed for %d s", ci.addr, name, ci.lease_time)
+        else:
+            log.info("adding %s to %s (lease from %s)", ci.addr, name, ci.server)
+        await self.kroute.configure(ci.if_index, ci.addr, ci.mask, ci.routes, ci.lease_time)
+        self.configured[ci.if_index] = ci.addr
+        bound = f"{ci.addr}/{prefixlen(ci.mask)}"
+        if self.bound.get(name) != bound:
+            self.bound[name] = bound
+            self.notifier.status(self.status_line())
+        if not again or ci.if_index not in self.udp_held:
+            self.hand_udpsock(name, ci)
+        self.write_lease(name, ci)
+
+    def hand_udpsock(self, name: str, ci: imsg.ConfigureInterface) -> None:
+        """A UDP socket bound to the new address for the frontend's unicast renewals."""
         fe = self.children["frontend"].channel
         if ci.if_index in self.udp_held:
             fe.compose(ImsgType.CLOSE_UDPSOCK, imsg.IfIndex(ci.if_index).pack())
@@ -642,7 +664,6 @@ class Main:
         else:
             fe.compose(ImsgType.UDPSOCK, imsg.IfIndex(ci.if_index).pack(), fd=udp.detach())
             self.udp_held.add(ci.if_index)
-        self.write_lease(name, ci)
 
     async def deconfigure(self, name: str, ci: imsg.ConfigureInterface) -> None:
         log.info("deleting %s from %s (lease from %s)", ci.addr, name, ci.server)
@@ -651,6 +672,7 @@ class Main:
                 ImsgType.CLOSE_UDPSOCK, imsg.IfIndex(ci.if_index).pack()
             )
             self.udp_held.discard(ci.if_index)
+        self.configured.pop(ci.if_index, None)
         await self.kroute.deconfigure(ci.if_index, ci.addr, ci.mask, ci.routes)
         if self.bound.pop(name, None) is not None:
             self.notifier.status(self.status_line())

@@ -384,6 +384,8 @@ def test_clients_may_fill_a_sibling_channel_only_up_to_the_headroom() -> None:
 
 
 async def test_send_request_reboots_or_asks_the_parent_to_manage(rig: Rig) -> None:
+    """The parent hears of every request: it manages a new interface and sets a down one
+    up (IFF_UP); the engine reboots a managed one."""
     rig.backend.managed.add(3)
     c = await connect(rig)
     for index in (3, 4, 0):
@@ -391,6 +393,7 @@ async def test_send_request_reboots_or_asks_the_parent_to_manage(rig: Rig) -> No
     await settle()
     assert [(role, t, imsg.IfIndex.unpack(d).if_index) for role, t, d, _ in rig.backend.sent] == [
         ("engine", ImsgType.REQUEST_REBOOT, 3),
+        ("main", ImsgType.MANAGE_IF, 3),
         ("main", ImsgType.MANAGE_IF, 4),
     ]
     await c.quiet()  # no answer, as the original

@@ -7,6 +7,7 @@ the frontend only ever calls send/recv(msg) on them, which is the point of the d
 from __future__ import annotations
 
 import asyncio
+import errno
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -14,12 +15,12 @@ from ipaddress import IPv4Address
 
 import pytest
 
-from dhcpleased import bpf, defs, imsg, packet
+from dhcpleased import defs, imsg, netlink, packet
 from dhcpleased.frontend import Frontend
 from dhcpleased.imsg import ImsgType
 from tests.proc.peer import Peer, pair
 from tests.unit import frames
-from tests.unit.test_bpf_parse import link
+from tests.unit.test_netlink import RTM_DELLINK, done_msg, link
 
 IFINDEX = 7
 IFNAME = "dl0"
@@ -69,7 +70,7 @@ async def rig() -> AsyncIterator[Rig]:
     configure(main, IFNAME)
     main.send(ImsgType.STARTUP)
     dump = await recv(nl_test)
-    assert dump == bpf.link_dump_request(1)
+    assert dump == netlink.link_dump_request(1)
     yield Rig(fe, task, main, engine, nl_test)
     main.close()
     engine.close()
@@ -156,7 +157,7 @@ async def test_discover_before_socket_is_retried_when_it_arrives(rig: Rig) -> No
 
 async def test_removed_link_and_reload(rig: Rig) -> None:
     await appear(rig)
-    rig.netlink.send(link(bpf.RTM_DELLINK, index=IFINDEX, name=b"dl0\0"))
+    rig.netlink.send(link(RTM_DELLINK, index=IFINDEX, name=b"dl0\0"))
     msg = await rig.engine.expect(ImsgType.REMOVE_IF)
     assert imsg.IfIndex.unpack(msg.data).if_index == IFINDEX
     # it comes back; then a reload changes its settings: re-requested, not re-created
@@ -181,6 +182,68 @@ async def appear_known(r: Rig, index: int, name: str) -> None:
     assert imsg.IfIndex.unpack(req.data).if_index == index
     info = imsg.IfInfo.unpack((await r.main.expect(ImsgType.UPDATE_IF)).data)
     assert info.if_name == name
+
+
+class Overflowing:
+    """The routing socket, with ENOBUFS from recv() as often as asked (the kernel's word
+    for "events were dropped")."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.overflows = 0
+
+    def recv(self, size: int) -> bytes:
+        if self.overflows:
+            self.overflows -= 1
+            raise OSError(errno.ENOBUFS, "No buffer space available")
+        return self.sock.recv(size)
+
+    def send(self, data: bytes) -> int:
+        return self.sock.send(data)
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+async def overflow(r: Rig, sock: Overflowing, *, expect_dump: int | None) -> None:
+    """One ENOBUFS (woken by an unrelated event); the dump it asks for, if any."""
+    sock.overflows += 1
+    r.netlink.send(link(index=3, name=b"other0\0"))
+    if expect_dump is None:
+        with pytest.raises(TimeoutError):
+            await recv(r.netlink, 0.2)
+    else:
+        assert await recv(r.netlink) == netlink.link_dump_request(expect_dump)
+
+
+async def test_overflow_redump_forgets_links_it_no_longer_lists(rig: Rig) -> None:
+    """11.8: after ENOBUFS the frontend dumps the links again; one missing from that dump
+    (its RTM_DELLINK was lost) is removed, a link announced by an event while the dump
+    ran is kept, and an overflow during a dump is answered by another dump after it."""
+    await appear(rig)
+    rig.netlink.send(done_msg(1))  # the start-up dump ends: dl0 was announced meanwhile
+    await rig.engine.quiet()
+    sock = Overflowing(rig.fe.routesock)  # type: ignore[arg-type]
+    rig.fe.routesock = sock  # type: ignore[assignment]
+    await overflow(rig, sock, expect_dump=2)
+    await overflow(rig, sock, expect_dump=None)  # dump 2 still running: later, not lost
+    rig.netlink.send(link(index=11, name=b"new0\0"))  # an event while dump 2 runs
+    rig.netlink.send(link(index=3, name=b"other0\0", seq=2) + done_msg(2))  # no dl0
+    msg = await rig.engine.expect(ImsgType.REMOVE_IF)
+    assert imsg.IfIndex.unpack(msg.data).if_index == IFINDEX
+    assert await recv(rig.netlink) == netlink.link_dump_request(3)  # the lost overflow's
+    assert set(rig.fe.links) == {3, 11}
+    # a dump the kernel marks inconsistent (NLM_F_DUMP_INTR) is repeated too
+    intr = bytearray(link(index=3, name=b"other0\0", seq=3))
+    intr[6] |= 0x10
+    rig.netlink.send(bytes(intr) + link(index=11, name=b"new0\0", seq=3) + done_msg(3))
+    assert await recv(rig.netlink) == netlink.link_dump_request(4)
+    rig.netlink.send(done_msg(4))  # an empty table: everything is gone
+    await rig.engine.quiet()
+    assert rig.fe.links == {}
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import errno
 import socket
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address
 
 from dhcpleased import bpf, control, defs, imsg, netlink, packet, procinfo
@@ -36,6 +36,16 @@ class FrontendConf:
     vc_id: bytes | None = None
     c_id: bytes | None = None
     h_name: str | None = None
+
+
+@dataclass
+class LinkDump:
+    """An RTM_GETLINK dump under way on the routing socket."""
+
+    seq: int
+    parts: bool = False  # its first message has arrived
+    intr: bool = False  # the kernel flagged it inconsistent
+    seen: set[int] = field(default_factory=set)
 
 
 @dataclass
@@ -66,10 +76,9 @@ class Frontend(ChildProcess):
         self.cur: FrontendConf | None = None
         self.routesock: socket.socket | None = None
         self.links: dict[int, netlink.LinkEvent] = {}  # every link the kernel told us about
-        self.dump_seq = 0  # the link dump under way (0: none)
-        self.dump_seen: set[int] = set()  # links the kernel spoke of since it was asked for
-        self.redump = False  # events were lost while it ran: dump again when it ends
         self.last_dump_seq = 0
+        self.dump: LinkDump | None = None
+        self.redump = False  # events were lost while it ran: dump again when it ends
         self.ifaces: dict[int, FrontendIface] = {}  # the ones we manage
         self.started = False
         self.control: control.Control | None = None
@@ -256,45 +265,52 @@ class Frontend(ChildProcess):
         under way: then once more when it ends, since the events lost meanwhile may be
         newer than what it reported."""
         assert self.routesock is not None
-        if self.dump_seq:
+        if self.dump is not None:
             self.redump = True
             return
-        self.dump_seq = self.last_dump_seq = self.last_dump_seq % 0xFFFFFFFF + 1
-        self.dump_seen, self.redump = set(), False
+        self.last_dump_seq = self.last_dump_seq % 0xFFFFFFFF + 1
+        self.dump, self.redump = LinkDump(self.last_dump_seq), False
         try:
-            self.routesock.send(netlink.link_dump_request(self.dump_seq))
+            self.routesock.send(netlink.link_dump_request(self.dump.seq))
         except OSError as e:
             log.warning("routing socket: cannot dump links: %s", e.strerror)
-            self.dump_seq = 0
+            self.dump = None
 
     def route_message(self, msg: object) -> None:
         """One message from the routing socket: a link event, or part of our dump."""
-        state = netlink.dump_state(msg, self.dump_seq)
+        dump = self.dump
+        state = netlink.dump_state(msg, dump.seq) if dump is not None else None
         ev = netlink.link_event(msg)
+        if dump is not None and state is None and ev is not None and dump.parts:
+            dump.seen.add(ev.if_index)  # an event among the dump's parts: maybe newer
+        elif dump is not None and state in ("part", "intr") and ev is not None:
+            dump.parts = True
+            dump.seen.add(ev.if_index)
+            dump.intr |= state == "intr"
         if ev is not None:
-            if not ev.deleted:
-                self.dump_seen.add(ev.if_index)
             self.link_event(ev)
-        if state == "intr":  # the link table changed under the dump: it may be incomplete
-            self.redump = True
-        elif state in ("done", "failed"):
-            self.dump_done(state == "done", msg)
+        if dump is not None and state in ("done", "failed"):
+            self.dump_done(dump, state == "done", msg)
 
-    def dump_done(self, ok: bool, msg: object) -> None:
-        """Reconcile: links the dump did not mention (nor any event since it was asked
-        for) are gone, their RTM_DELLINK lost in the overflow."""
+    def dump_done(self, dump: LinkDump, ok: bool, msg: object) -> None:
+        """Reconcile: a link neither in the dump nor in an event since it began is gone,
+        its RTM_DELLINK lost in the overflow.  Events read before the dump's first part
+        were queued before it was asked for: they prove nothing.  A dump the kernel
+        marks inconsistent (NLM_F_DUMP_INTR) may have skipped links: dump again."""
         err = netlink.error_of(msg)
         if not ok and err is not None and err.errno == errno.ENOBUFS:
             self.redump = True  # its start was refused for room; the kernel resumes it
             return
-        self.dump_seq = 0
-        if ok:
-            for index in [i for i in self.links if i not in self.dump_seen]:
+        self.dump = None
+        if not ok:
+            log.warning("routing socket: link dump failed: %s", err.strerror if err else "?")
+        elif dump.intr:
+            self.redump = True
+        else:
+            for index in [i for i in self.links if i not in dump.seen]:
                 gone = self.links[index]
                 log.debug("%s (index %d) vanished while events were lost", gone.if_name, index)
                 self.link_event(replace(gone, deleted=True))
-        else:
-            log.warning("routing socket: link dump failed: %s", err.strerror if err else "?")
         if self.redump:
             self.request_links()
 

@@ -10,12 +10,13 @@ RSS over asyncio.  No lighter entry point is offered: ``pyroute2.minimal`` runs 
 ``__init__`` first, and the ``pyroute2-minimal`` distribution is the same package with an
 ``__init__`` nearly as heavy.  The message classes need none of it, so the package module
 is created from its spec *without executing* ``__init__`` and the submodules below are
-imported as usual: 36 modules, +9 ms, +2 MB.  It depends on those submodules not reaching
-back into the package's namespace, which holds for the pinned range (pyproject.toml) and
-is checked by ``tests/unit/test_netlink.py`` (the modules loaded, the version, no
-process spawned at import).  ``pyroute2.iproute``'s ``AsyncIPRoute`` would add another
-+27 ms and +5.5 MB (120 modules) in the parent for the same few requests, so the parent
-drives its own socket (:class:`Rtnl`), as the frontend does.
+imported as usual: 36 modules, +9-11 ms, +2 MB.  It depends on those submodules not
+reaching back into the package's namespace, which holds for the pinned range
+(pyproject.toml) and is checked by ``tests/unit/test_netlink.py`` (the modules loaded, the
+version, no process spawned at import); a later ``import pyroute2`` in the same process
+would get the bare package, and nothing in the daemon does that.  ``pyroute2.iproute``'s
+``AsyncIPRoute`` would add another ~25 ms and ~5 MB (~120 modules) to the parent for the
+same few requests, so the parent drives its own socket (:class:`Rtnl`).
 
 pyroute2 must be 0.9.7 or later: 0.9.5 and 0.9.6 run ``uname -p`` and ``file`` in
 subprocesses when ``pyroute2.config`` is imported (``platform.uname()`` resolved in

@@ -17,8 +17,7 @@ import struct
 from ipaddress import IPv4Address
 from typing import Final
 
-from dhcpleased import defs
-from dhcpleased.netlink import RTMGRP_LINK
+from dhcpleased import defs, netlink
 
 # --- kernel ABI (asm-generic values; x86_64 and aarch64 use these) -----------------------
 SOL_PACKET: Final = 263
@@ -239,14 +238,4 @@ def open_udpsock(ifname: str, addr: IPv4Address) -> socket.socket:
 
 def open_routesock() -> socket.socket:
     """rtnetlink socket subscribed to link events (RTMGRP_LINK), non-blocking."""
-    sock = socket.socket(
-        socket.AF_NETLINK,
-        socket.SOCK_RAW | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC,
-        socket.NETLINK_ROUTE,
-    )
-    try:
-        sock.bind((0, RTMGRP_LINK))
-    except BaseException:
-        sock.close()
-        raise
-    return sock
+    return netlink.open_socket(netlink.RTMGRP_LINK)

@@ -224,15 +224,16 @@ def dump_state(msg: Any, seq: int) -> str | None:
 
 
 # --- the parent's requests --------------------------------------------------------------------
-def open_socket() -> socket.socket:
-    """A bound NETLINK_ROUTE socket in no group, non-blocking, with extended ACKs."""
+def open_socket(groups: int = 0) -> socket.socket:
+    """A bound NETLINK_ROUTE socket, non-blocking, with extended ACKs; in no multicast
+    group (the parent's: only answers to its own requests arrive) unless told."""
     sock = socket.socket(
         socket.AF_NETLINK,
         socket.SOCK_RAW | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC,
         socket.NETLINK_ROUTE,
     )
     try:
-        sock.bind((0, 0))  # no groups: only answers to our own requests arrive
+        sock.bind((0, groups))
         # strict checking makes the kernel filter an address dump by ifa_index; both are
         # refinements an old kernel may lack
         for opt in (NETLINK_EXT_ACK, NETLINK_GET_STRICT_CHK):

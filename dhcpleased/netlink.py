@@ -260,7 +260,8 @@ class Rtnl:
 
     A request gets NLM_F_ACK and is resolved by its ACK or NLMSG_ERROR (an error becomes
     ``OSError(errno, "what: kernel's reason")``); a dump collects pyroute2 messages up to
-    NLMSG_DONE.  Nothing blocks the loop and nothing starts a thread.
+    NLMSG_DONE.  Nothing blocks the loop, every request yields to it, and nothing starts
+    a thread.
     """
 
     def __init__(self, *, timeout: float = DEFAULT_TIMEOUT) -> None:
@@ -311,7 +312,9 @@ class Rtnl:
         self._pending[seq] = pending
         try:
             self.sock.send(message(msg, mtype, flags, seq))
-            self._readable()  # the kernel usually answers inside send(): skip a loop turn
+            # The kernel answers inside send(), but the answer is left to the loop's reader:
+            # each request then yields, and a backlog of configure jobs (256 interfaces
+            # bound at once) cannot keep the parent from reading its children's channels.
             async with asyncio.timeout(self.timeout):
                 return await pending.future
         except TimeoutError:

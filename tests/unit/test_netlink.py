@@ -9,6 +9,7 @@ privilege and changes nothing).
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import os
 import re
@@ -398,6 +399,17 @@ async def test_request_ack_and_error(make_nl: MakeNl) -> None:
     assert str(ei.value.strerror) == "delete route 0.0.0.0/0: No such route"
     seqs = [struct.unpack_from("=I", d, 8)[0] for d in fake.sent]
     assert seqs[1] == seqs[0] + 1
+
+
+async def test_each_request_yields_to_the_loop(make_nl: MakeNl) -> None:
+    """The kernel answers inside send(); the parent still lets its loop run (and read its
+    children's channels) between requests, so a long backlog of jobs cannot starve it."""
+    nl, _ = make_nl(lambda mtype, flags, seq: [error_msg(0, seq)])
+    ran: list[int] = []
+    for i in range(3):
+        asyncio.get_running_loop().call_soon(ran.append, i)
+        await nl.request(addr_query(), netlink.RTM_NEWADDR, 0, "add")
+        assert ran == list(range(i + 1))
 
 
 async def test_dump_collects_until_done(make_nl: MakeNl) -> None:

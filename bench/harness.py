@@ -67,11 +67,21 @@ class Client:
     multi: bool = True  # can manage several interfaces in one process
 
 
-def clients() -> list[Client]:
+BASELINE = "dhcpleased (baseline)"
+
+
+def clients(baseline: str | None = None) -> list[Client]:
+    """The clients in running order; ``baseline`` is the interpreter of another dhcpleased
+    install (a venv of an older checkout), run as one more client right after ours."""
     dhcpcd, dhclient, udhcpc = which("dhcpcd"), which("dhclient"), which("udhcpc")
+    base = []
+    if baseline is not None:
+        argv = [baseline, "-I", "-m", "dhcpleased", "-d"]  # -I: not the cwd's package
+        base.append(Client(BASELINE, lambda ifs: [*argv, *ifs], ("dhcpleased/*",)))
     return [
         Client("dhcpleased", lambda ifs: [sys.executable, "-m", "dhcpleased", "-d", *ifs],
                ("dhcpleased/*",)),
+        *base,
         Client("dhcpcd -A",
                lambda ifs: [dhcpcd, "-B", "--nodev", "-4", "-A", "--nodelay", *ifs],
                ("dhcpcd/*.lease",)),

@@ -3,8 +3,10 @@
 Each measurement runs every client in turn, run by run (ours, dhcpcd -A, dhcpcd,
 dhclient, udhcpc, ours, ...), so that noise from a shared machine hits all alike, and
 prints median (min-max, n) and our ratio to each peer.  ``python -m bench.run [--quick]
-[--only cold,link,rapid,mem,scale,idle,flood,imsg] [--out FILE]``; the table goes to stdout
-and, with --out, to a Markdown file.  Not part of ``make check``: nothing here asserts.
+[--only cold,link,rapid,mem,scale,idle,flood,imsg] [--out FILE] [--baseline PYTHON]``;
+the table goes to stdout and, with --out, to a Markdown file.  ``--baseline`` runs a
+second dhcpleased (another checkout's venv) as one more client, for before/after in one
+run.  Not part of ``make check``: nothing here asserts.
 """
 
 from __future__ import annotations
@@ -441,6 +443,10 @@ def main() -> int:
     ap.add_argument("--only", default="cold,link,rapid,mem,scale,idle,flood,imsg")
     ap.add_argument("--out", type=Path)
     ap.add_argument("--scale-n", type=int, default=256)
+    ap.add_argument("--clients", help="only these clients, comma-separated (default: all)")
+    ap.add_argument("--runs", type=int, help="runs per client for cold, link and mem")
+    ap.add_argument("--baseline", metavar="PYTHON",
+                    help="interpreter of another dhcpleased install, run side by side")  # fmt: skip
     args = ap.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # labs clean up on the way out
     why = missing_requirements()
@@ -450,21 +456,23 @@ def main() -> int:
     h.install_peers()
     only = set(args.only.split(","))
     q = args.quick
-    cs = h.clients()
+    cs = h.clients(args.baseline)
+    if args.clients:
+        cs = [c for c in cs if c.name in args.clients.split(",")]
     rep = Report()
     head = header()
     print(head, flush=True)
     mems: dict[str, h.Mem] = {}
     if "cold" in only:
-        cold_bench(rep, cs, 3 if q else 10)
+        cold_bench(rep, cs, args.runs or (3 if q else 10))
     if "link" in only:
-        link_bench(rep, cs, 2 if q else 6)
+        link_bench(rep, cs, args.runs or (2 if q else 6))
     if "rapid" in only:
-        rapid_bench(rep, cs, 3 if q else 10)
+        rapid_bench(rep, cs, args.runs or (3 if q else 10))
     if "mem" in only:
-        mems = mem_bench(rep, cs, 1 if q else 3)
+        mems = mem_bench(rep, cs, args.runs or (1 if q else 3))
     if "scale" in only:
-        scale_bench(rep, [c for c in cs if c.name in (OURS, "dhcpcd -A")],
+        scale_bench(rep, [c for c in cs if c.name in (OURS, h.BASELINE, "dhcpcd -A")],
                     16 if q else args.scale_n, 1 if q else 2)  # fmt: skip
     if "idle" in only:
         idle_bench(rep, cs, 10 if q else 60)

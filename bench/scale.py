@@ -60,6 +60,12 @@ def scale_once(lab: ScaleLab, c: h.Client, names: list[str]) -> dict[str, float]
     try:
         ok = w.wait()
         t0 = h.read_stamp(stamp)
+        if not ok:  # say why in the run's output: the lab and its logs go away
+            log = (lab.tmp / f"scale-{c.name.replace(' ', '')}-{len(names)}.log").read_text()
+            alive = "alive" if p.poll() is None else f"exited {p.returncode}"
+            why = [line for line in log.splitlines() if " adding " not in line][-15:]
+            print(f"  {c.name} x{len(names)}: {alive}; log:", *why,
+                  sep="\n    ", file=sys.stderr, flush=True)  # fmt: skip
         if not w.addrs:
             return None
         last = max(w.addrs.values())

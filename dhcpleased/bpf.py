@@ -19,14 +19,9 @@ packet sockets.  So the frontend gets no socket that can emit a frame of its cho
   frontend chooses the DHCP payload and nothing else, as the original's write filter
   allows.
 
-The frontend only calls :func:`recv_frame`, :func:`send_dhcp` and
-:func:`parse_link_messages` on what it was given; the ``open_*`` functions need
-privileges and run in the parent.
-
-Link events are decoded here by hand with :mod:`struct` rather than with pyroute2 so the
-frontend does not have to import pyroute2 (a third of a second and 25 MB) just to read
-four attributes.  The bytes come from the kernel, but the decoder is bounds-checked and
-never raises anyway: a confused frontend is cheaper to debug than a dead one.
+The frontend only calls :func:`recv_frame` and :func:`send_dhcp` on what it was given;
+the ``open_*`` functions need privileges and run in the parent.  The routing socket's
+messages are pyroute2's business (:mod:`dhcpleased.netlink`).
 """
 
 from __future__ import annotations
@@ -36,11 +31,10 @@ import errno
 import os
 import socket
 import struct
-from dataclasses import dataclass
 from ipaddress import IPv4Address
 from typing import Final
 
-from dhcpleased import defs
+from dhcpleased import defs, netlink
 
 # --- kernel ABI (asm-generic values; x86_64 and aarch64 use these) -----------------------
 SOL_PACKET: Final = 263
@@ -50,23 +44,6 @@ SO_ATTACH_FILTER: Final = 26
 SO_DETACH_FILTER: Final = 27
 SO_LOCK_FILTER: Final = 44
 SO_BINDTOIFINDEX: Final = 62
-RTMGRP_LINK: Final = 1
-
-RTM_NEWLINK: Final = 16
-RTM_DELLINK: Final = 17
-RTM_GETLINK: Final = 18
-NLMSG_ERROR: Final = 2
-NLMSG_DONE: Final = 3
-NLM_F_REQUEST: Final = 0x1
-NLM_F_DUMP: Final = 0x300
-
-IFLA_ADDRESS: Final = 1
-IFLA_IFNAME: Final = 3
-IFLA_OPERSTATE: Final = 16
-NLA_TYPE_MASK: Final = 0x3FFF  # strips NLA_F_NESTED / NLA_F_NET_BYTEORDER
-IFF_UP: Final = 0x1
-IFF_RUNNING: Final = 0x40
-MAX_ADDR_LEN: Final = 32
 
 # classic BPF opcodes (linux/filter.h)
 BPF_LD: Final = 0x00
@@ -92,9 +69,6 @@ IPTOS_LOWDELAY: Final = 0x10  # the original's broadcast frames: TOS lowdelay, T
 BROADCAST_TTL: Final = 128
 IP_FRAGMASK: Final = 0x3FFF  # MF flag + fragment offset: set on every fragment, first or later
 
-_NLMSGHDR: Final = struct.Struct("=IHHII")  # len, type, flags, seq, pid
-_IFINFOMSG: Final = struct.Struct("=BxHiII")  # family, pad, type, index, flags, change
-_RTATTR: Final = struct.Struct("=HH")  # len, type
 _AUXDATA: Final = struct.Struct("=IIIHHHH")  # tp_status, tp_len, tp_snaplen, mac, net, tci, tpid
 _SOCK_FILTER: Final = struct.Struct("=HBBI")
 _SOCKADDR_LL: Final = struct.Struct("=HHiHBB8s")  # family, protocol (be), ifindex, ...
@@ -361,93 +335,4 @@ def open_udpsock(
 
 def open_routesock() -> socket.socket:
     """rtnetlink socket subscribed to link events (RTMGRP_LINK), non-blocking."""
-    sock = socket.socket(
-        socket.AF_NETLINK,
-        socket.SOCK_RAW | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC,
-        socket.NETLINK_ROUTE,
-    )
-    try:
-        sock.bind((0, RTMGRP_LINK))
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
-def link_dump_request(seq: int) -> bytes:
-    """RTM_GETLINK dump request bytes (nlmsghdr + an all-zero ifinfomsg)."""
-    body = _IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0)
-    hdr = _NLMSGHDR.pack(
-        _NLMSGHDR.size + len(body), RTM_GETLINK, NLM_F_REQUEST | NLM_F_DUMP, seq & 0xFFFFFFFF, 0
-    )
-    return hdr + body
-
-
-def request_link_dump(sock: socket.socket, seq: int) -> None:
-    """Ask for every link; replies arrive on the same socket as RTM_NEWLINK + NLMSG_DONE."""
-    sock.send(link_dump_request(seq))
-
-
-@dataclass(frozen=True, slots=True)
-class LinkEvent:
-    """One RTM_NEWLINK/RTM_DELLINK, reduced to what the frontend's UPDATE_IF needs."""
-
-    deleted: bool
-    if_index: int
-    if_name: str
-    hw_address: bytes
-    up: bool  # IFF_UP and IFF_RUNNING (RUNNING follows carrier on Linux)
-    link_state: int  # IF_OPER_* from IFLA_OPERSTATE (IF_OPER_UNKNOWN when absent)
-    arphrd: int  # ifi_type, ARPHRD_ETHER (1) for Ethernet
-
-
-def _align4(n: int) -> int:
-    return (n + 3) & ~3
-
-
-def _parse_link(msg_type: int, body: bytes) -> LinkEvent | None:
-    if len(body) < _IFINFOMSG.size:
-        return None
-    family, arphrd, index, flags, _change = _IFINFOMSG.unpack_from(body)
-    # AF_BRIDGE messages on the same group describe bridge *ports*; an AF_BRIDGE
-    # DELLINK means "left the bridge", not "interface gone".
-    if family != socket.AF_UNSPEC or index <= 0:
-        return None
-    name, hw, oper = "", b"", defs.IF_OPER_UNKNOWN
-    off = _IFINFOMSG.size
-    while off + _RTATTR.size <= len(body):
-        alen, atype = _RTATTR.unpack_from(body, off)
-        if alen < _RTATTR.size or off + alen > len(body):
-            break
-        payload = body[off + _RTATTR.size : off + alen]
-        atype &= NLA_TYPE_MASK
-        if atype == IFLA_IFNAME:
-            raw = payload.split(b"\0", 1)[0][: defs.IF_NAMESIZE - 1]
-            name = raw.decode("utf-8", "replace")
-        elif atype == IFLA_ADDRESS:
-            hw = payload[:MAX_ADDR_LEN]
-        elif atype == IFLA_OPERSTATE and len(payload) >= 1:
-            oper = payload[0]
-        off += _align4(alen)
-    up = (flags & (IFF_UP | IFF_RUNNING)) == (IFF_UP | IFF_RUNNING)
-    return LinkEvent(msg_type == RTM_DELLINK, index, name, hw, up, oper, arphrd)
-
-
-def parse_link_messages(data: bytes) -> list[LinkEvent]:
-    """Decode one netlink datagram; anything not a sane link message is skipped.
-
-    NLMSG_DONE, NLMSG_ERROR and unrelated types are ignored; a header whose length runs
-    past the buffer ends parsing.  Never raises.
-    """
-    events: list[LinkEvent] = []
-    off = 0
-    while off + _NLMSGHDR.size <= len(data):
-        mlen, mtype, _flags, _seq, _pid = _NLMSGHDR.unpack_from(data, off)
-        if mlen < _NLMSGHDR.size or off + mlen > len(data):
-            break
-        if mtype in (RTM_NEWLINK, RTM_DELLINK):
-            ev = _parse_link(mtype, data[off + _NLMSGHDR.size : off + mlen])
-            if ev is not None:
-                events.append(ev)
-        off += _align4(mlen)
-    return events
+    return netlink.open_socket(netlink.RTMGRP_LINK)

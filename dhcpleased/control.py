@@ -23,14 +23,14 @@ The client protocol (every answer carries the request's peerid, which clients ig
 
 * CTL_SHOW_INTERFACE_INFO (IfIndex): the engine's CTL_SHOW_INTERFACE_INFO
   (CtlEngineInfo), or CTL_END when the engine does not know the interface.
-* CTL_SEND_REQUEST (IfIndex, optionally with a request token): no answer; REQUEST_REBOOT
-  to the engine, or, for an interface that is not managed yet, MANAGE_IF to the parent
-  with the token (the original sets AUTOCONF4, which only root can). The token is one end
-  of a SEQPACKET socketpair the client made, holding one CTL_SEND_REQUEST it wrote into
-  the other end before closing that: the parent reads the client's credentials
-  (SO_PEERCRED) and its request from it itself (:func:`read_request_token`), so the
-  frontend, which cannot make sockets, cannot forge one. A request for an unmanaged
-  interface without a token is ignored.
+* CTL_SEND_REQUEST (IfIndex, with a request token): no answer; MANAGE_IF with the token
+  to the parent, which manages an interface that is not managed yet (the original sets
+  AUTOCONF4, which only root can) and sets a down one up (IFF_UP, as the original does),
+  and REQUEST_REBOOT to the engine if it is managed already. The token is one end of a
+  SEQPACKET socketpair the client made, holding one CTL_SEND_REQUEST it wrote into the
+  other end before closing that: the parent reads the client's credentials (SO_PEERCRED)
+  and its request from it itself (:func:`read_request_token`), so the frontend, which
+  cannot make sockets, cannot forge one. Without a token only the REQUEST_REBOOT goes.
 * CTL_LOG_VERBOSE (Verbose): forwarded to the parent and the engine; CTL_END.
 * CTL_RELOAD (Empty): forwarded to the parent, which reloads and answers
   CTL_RELOAD_RESULT (ReloadResult: ok, and the parser's messages when not), relayed.
@@ -308,16 +308,17 @@ class Control:
                 client.inflight += 1
         elif t is ImsgType.CTL_SEND_REQUEST:
             assert isinstance(payload, imsg.IfIndex)
-            if payload.if_index != 0 and not self.is_managed(payload.if_index):
-                if token is None:
-                    log.debug("control: client %d: no request token, not managing it", cid)
-                else:
-                    self.to_main(ImsgType.MANAGE_IF, data, 0, token)
+            if payload.if_index == 0:
+                if token is not None:
+                    os.close(token)
                 return
-            if token is not None:
-                os.close(token)
-            if payload.if_index != 0:
+            managed = self.is_managed(payload.if_index)
+            if managed:
                 self.to_engine(ImsgType.REQUEST_REBOOT, data, 0)
+            if token is not None:  # root asked: manage it if need be, set it up
+                self.to_main(ImsgType.MANAGE_IF, data, 0, token)
+            elif not managed:
+                log.debug("control: client %d: no request token, not managing it", cid)
         elif t is ImsgType.CTL_RELEASE:
             assert isinstance(payload, imsg.IfIndex)
             if payload.if_index != 0 and self.is_managed(payload.if_index):

@@ -22,13 +22,14 @@ messages, and only when it moves the state machine, which takes the current xid.
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address
 
-from dhcpleased import bpf, control, defs, imsg, packet, procinfo
+from dhcpleased import bpf, control, defs, imsg, netlink, packet, procinfo
 from dhcpleased.child import ChildProcess, child_main
 from dhcpleased.imsg import ImsgError, ImsgType, type_name
 from dhcpleased.ipc import Channel, Imsg
@@ -62,6 +63,16 @@ class FrontendConf:
 
 
 @dataclass
+class LinkDump:
+    """An RTM_GETLINK dump under way on the routing socket."""
+
+    seq: int
+    parts: bool = False  # its first message has arrived
+    intr: bool = False  # the kernel flagged it inconsistent
+    seen: set[int] = field(default_factory=set)
+
+
+@dataclass
 class FrontendIface:
     if_index: int
     name: str
@@ -92,7 +103,10 @@ class Frontend(ChildProcess):
         self.nconf: dict[str, FrontendConf] | None = None
         self.cur: FrontendConf | None = None
         self.routesock: socket.socket | None = None
-        self.links: dict[int, bpf.LinkEvent] = {}  # every link the kernel told us about
+        self.links: dict[int, netlink.LinkEvent] = {}  # every link the kernel told us about
+        self.last_dump_seq = 0
+        self.dump: LinkDump | None = None
+        self.redump = False  # events were lost while it ran: dump again when it ends
         self.ifaces: dict[int, FrontendIface] = {}  # the ones we manage
         self.started = False
         self.control: control.Control | None = None
@@ -155,7 +169,7 @@ class Frontend(ChildProcess):
             if self.routesock is None:
                 raise ImsgError("STARTUP before ROUTESOCK")
             self.started = True
-            bpf.request_link_dump(self.routesock, 1)
+            self.request_links()
             if self.control is not None:
                 self.control.start()
         elif t is ImsgType.CONTROLFD:
@@ -305,17 +319,71 @@ class Frontend(ChildProcess):
         assert self.routesock is not None
         for _ in range(FRAMES_PER_WAKEUP):
             try:
-                data = self.routesock.recv(65536)
+                data = self.routesock.recv(netlink.RECV_SIZE)
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError as e:  # ENOBUFS: we missed events, ask for the whole table again
+            except OSError as e:  # ENOBUFS: events were lost, ask for the whole table again
                 log.warning("routing socket: %s", e.strerror)
-                bpf.request_link_dump(self.routesock, 2)
-                return
-            for event in bpf.parse_link_messages(data):
-                self.link_event(event)
+                self.request_links()
+                continue
+            for msg in netlink.parse(data):
+                self.route_message(msg)
 
-    def link_event(self, ev: bpf.LinkEvent) -> None:
+    def request_links(self) -> None:
+        """Dump every link (at start-up, after the socket overflowed), unless a dump is
+        under way: then once more when it ends, since the events lost meanwhile may be
+        newer than what it reported."""
+        assert self.routesock is not None
+        if self.dump is not None:
+            self.redump = True
+            return
+        self.last_dump_seq = self.last_dump_seq % 0xFFFFFFFF + 1
+        self.dump, self.redump = LinkDump(self.last_dump_seq), False
+        try:
+            self.routesock.send(netlink.link_dump_request(self.dump.seq))
+        except OSError as e:
+            log.warning("routing socket: cannot dump links: %s", e.strerror)
+            self.dump = None
+
+    def route_message(self, msg: object) -> None:
+        """One message from the routing socket: a link event, or part of our dump."""
+        dump = self.dump
+        state = netlink.dump_state(msg, dump.seq) if dump is not None else None
+        ev = netlink.link_event(msg)
+        if dump is not None and state is None and ev is not None and dump.parts:
+            dump.seen.add(ev.if_index)  # an event among the dump's parts: maybe newer
+        elif dump is not None and state in ("part", "intr") and ev is not None:
+            dump.parts = True
+            dump.seen.add(ev.if_index)
+            dump.intr |= state == "intr"
+        if ev is not None:
+            self.link_event(ev)
+        if dump is not None and state in ("done", "failed"):
+            self.dump_done(dump, state == "done", msg)
+
+    def dump_done(self, dump: LinkDump, ok: bool, msg: object) -> None:
+        """Reconcile: a link neither in the dump nor in an event since it began is gone,
+        its RTM_DELLINK lost in the overflow.  Events read before the dump's first part
+        were queued before it was asked for: they prove nothing.  A dump the kernel
+        marks inconsistent (NLM_F_DUMP_INTR) may have skipped links: dump again."""
+        err = netlink.error_of(msg)
+        if not ok and err is not None and err.errno == errno.ENOBUFS:
+            self.redump = True  # its start was refused for room; the kernel resumes it
+            return
+        self.dump = None
+        if not ok:
+            log.warning("routing socket: link dump failed: %s", err.strerror if err else "?")
+        elif dump.intr:
+            self.redump = True
+        else:
+            for index in [i for i in self.links if i not in dump.seen]:
+                gone = self.links[index]
+                log.debug("%s (index %d) vanished while events were lost", gone.if_name, index)
+                self.link_event(replace(gone, deleted=True))
+        if self.redump:
+            self.request_links()
+
+    def link_event(self, ev: netlink.LinkEvent) -> None:
         if ev.deleted:
             self.links.pop(ev.if_index, None)
         else:

@@ -40,8 +40,9 @@ Deliberate deviations from the original, each because the original is wrong or u
   sending one rebind first.
 - A renewal ACK (Renewing/Rebinding) whose address, mask, routes or DNS differ re-applies
   them: WithdrawRoutes for vanished routes, Configure, ProposeRdns / WithdrawRdns. The
-  original stores the new values but keeps the old ones in the kernel. An unchanged
-  renewal emits nothing but new timers.
+  original stores the new values but keeps the old ones in the kernel. Every ACK, an
+  unchanged renewal too, emits Configure: the parent gives the address the lease time as
+  its lifetime, so the kernel drops it when the lease ends even if the daemon is gone.
 - Whenever a Configure carries an address other than the one in place (any ACK: renewal,
   a reboot request answered with a new address), the old one is Deconfigured first; the
   original would leave it on the interface forever.
@@ -772,7 +773,8 @@ class Fsm:
         self._deconfigure()
 
     def _apply(self, renewal: bool) -> None:
-        """Put the stored lease in place: on a renewal only what changed."""
+        """Put the stored lease in place: Configure always (the address's lifetime starts
+        over), on a renewal the rest only if it changed."""
         new = _Applied(self._requested_ip, self._mask, self._routes)
         old = self._applied
         if not renewal or new != old:
@@ -782,19 +784,20 @@ class Fsm:
                 gone = tuple(r for r in old.routes if r not in new.routes)
                 if gone:
                     self._out.append(WithdrawRoutes(gone))
-            self._out.append(
-                Configure(
-                    address=new.address,
-                    mask=new.mask,
-                    routes=new.routes,
-                    server=self._server_identifier,
-                    siaddr=self._siaddr,
-                    file=self._file,
-                    domain_name=self._domain,
-                    host_name=self._host_name,
-                    lease_time=self._lease_time,
-                )
+        self._out.append(
+            Configure(
+                address=new.address,
+                mask=new.mask,
+                routes=new.routes,
+                server=self._server_identifier,
+                siaddr=self._siaddr,
+                file=self._file,
+                domain_name=self._domain,
+                host_name=self._host_name,
+                lease_time=self._lease_time,
             )
+        )
+        if not renewal or new != old:
             self._applied = new
         proposal = self._proposal()
         if proposal is not None and (not renewal or proposal != self._proposed):

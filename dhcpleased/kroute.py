@@ -1,6 +1,10 @@
 """Address and route changes for the parent, over rtnetlink (configure_interface & co).
 
-The Linux twin of the parent's SIOCAIFADDR/RTM_ADD code, over :mod:`dhcpleased.rtnl`.
+The Linux twin of the parent's SIOCAIFADDR/RTM_ADD code: pyroute2's ``ifaddrmsg``,
+``rtmsg`` and ``ifinfmsg`` sent on the parent's own socket (:mod:`dhcpleased.netlink`).
+The address gets the lease's remaining time as its valid and preferred lifetime, renewed
+on every ACK (as systemd-networkd does): if the daemon is gone, the kernel removes the
+address, and with it the routes that name it as their source, when the lease runs out.
 Every route is tagged ``proto dhcp`` (RTPROT_DHCP) so ``ip route`` shows who owns it and
 cleanup can be exact.  Routes get a per-interface metric (``metric_base + if_index``,
 dhcpcd's scheme): two interfaces can then each hold a DHCP default route, as the
@@ -16,11 +20,13 @@ from __future__ import annotations
 
 import errno
 import logging
+import socket
 from collections.abc import Sequence
 from ipaddress import IPv4Address, IPv4Network
 from typing import Protocol
 
-from dhcpleased import defs, rtnl
+from dhcpleased import defs, netlink
+from dhcpleased.netlink import ifaddrmsg, ifinfmsg, rtmsg
 
 log = logging.getLogger("dhcpleased.kroute")
 
@@ -28,7 +34,10 @@ RT_TABLE_MAIN = 254
 RT_SCOPE_UNIVERSE = 0
 RT_SCOPE_LINK = 253
 RT_SCOPE_NOWHERE = 255  # in a delete request: "any scope"
+RTN_UNSPEC = 0
+RTN_UNICAST = 1
 DEFAULT_METRIC_BASE = 1000
+INFINITY_LIFE_TIME = 0xFFFFFFFF  # the kernel's "forever", also DHCP's infinite lease
 _GONE = (errno.ESRCH, errno.ENOENT, errno.EADDRNOTAVAIL, errno.ENODEV)
 
 
@@ -52,7 +61,14 @@ def _dst(r: RouteLike) -> IPv4Network:
     return IPv4Network(f"{r.dst}/{mask_prefixlen(r.mask)}", strict=False)
 
 
-_REPLACE = rtnl.NLM_F_CREATE | rtnl.NLM_F_REPLACE
+_REPLACE = netlink.NLM_F_CREATE | netlink.NLM_F_REPLACE
+
+
+def _addr_msg(if_index: int, prefixlen: int, attrs: list[tuple[str, object]]) -> ifaddrmsg:
+    msg = ifaddrmsg()
+    msg["family"], msg["prefixlen"], msg["index"] = socket.AF_INET, prefixlen, if_index
+    msg["attrs"] = attrs
+    return msg
 
 
 class KRoute:
@@ -63,10 +79,10 @@ class KRoute:
     ) -> None:
         self.table = table
         self.metric_base = metric_base
-        self._nl: rtnl.Rtnl | None = None
+        self._nl: netlink.Rtnl | None = None
 
     async def open(self) -> None:
-        nl = rtnl.Rtnl()
+        nl = netlink.Rtnl()
         nl.open()
         self._nl = nl
 
@@ -76,7 +92,7 @@ class KRoute:
             self._nl = None
 
     @property
-    def nl(self) -> rtnl.Rtnl:
+    def nl(self) -> netlink.Rtnl:
         if self._nl is None:
             raise OSError(errno.ENOTCONN, "kroute: not open")
         return self._nl
@@ -86,14 +102,21 @@ class KRoute:
 
     # --- public API -----------------------------------------------------------------------
     async def configure(
-        self, if_index: int, addr: IPv4Address, mask: IPv4Address, routes: Sequence[RouteLike]
+        self,
+        if_index: int,
+        addr: IPv4Address,
+        mask: IPv4Address,
+        routes: Sequence[RouteLike],
+        lifetime: int = INFINITY_LIFE_TIME,
     ) -> None:
-        """Put addr/mask on the interface, then the lease's routes (configure_interface)."""
+        """Put addr/mask on the interface for ``lifetime`` seconds, then the lease's routes
+        (configure_interface).  Again on a renewal: the lifetime starts over, nothing else
+        changes."""
         try:
             prefixlen = mask_prefixlen(mask)
         except ValueError:
             raise OSError(errno.EINVAL, f"netmask {mask} is not contiguous") from None
-        await self._set_address(if_index, addr, prefixlen)
+        await self._set_address(if_index, addr, prefixlen, lifetime)
         subnet = IPv4Network(f"{addr}/{prefixlen}", strict=False)
         helpers: set[IPv4Address] = set()
         for r in routes:
@@ -150,27 +173,52 @@ class KRoute:
         for gw in helpers:  # only ever ours: same proto + metric, absent -> ESRCH
             await self._delete(if_index, IPv4Network(f"{gw}/32"))
 
+    async def set_up(self, if_index: int) -> bool:
+        """Set IFF_UP on an administratively down interface (dhcpleasectl IF, as the
+        original's SIOCSIFFLAGS); False if it was up already."""
+        what = f"set interface {if_index} up"
+        query = ifinfmsg()
+        query["index"] = if_index
+        links = await self.nl.request(query, netlink.RTM_GETLINK, 0, what)
+        flags = next((m["flags"] for m in links if m.get("index") == if_index), None)
+        if flags is None:
+            raise OSError(errno.ENODEV, f"{what}: no such interface")
+        if flags & netlink.IFF_UP:
+            return False
+        msg = ifinfmsg()
+        msg["index"], msg["flags"], msg["change"] = if_index, netlink.IFF_UP, netlink.IFF_UP
+        await self.nl.request(msg, netlink.RTM_NEWLINK, 0, what)
+        return True
+
     # --- helpers --------------------------------------------------------------------------
-    async def _set_address(self, if_index: int, addr: IPv4Address, prefixlen: int) -> None:
-        """Keep the address if it is there with this prefix; drop other prefixes of it."""
+    async def _set_address(
+        self, if_index: int, addr: IPv4Address, prefixlen: int, lifetime: int
+    ) -> None:
+        """Add or refresh the address; drop other prefixes of it.
+
+        NLM_F_REPLACE on an address already there only moves its lifetimes, so a renewal
+        changes nothing else (no new RTM_NEWADDR for the routes to react to).
+        """
         what = f"add address {addr}/{prefixlen}"
+        query = _addr_msg(if_index, 0, [])
+        present = netlink.ipv4_addresses(
+            await self.nl.dump(query, netlink.RTM_GETADDR, what), if_index
+        )
+        for other in {plen for a, plen in present if a == addr and plen != prefixlen}:
+            await self._del_address(if_index, addr, other, exact=True)
+        lifetime &= INFINITY_LIFE_TIME
+        attrs: list[tuple[str, object]] = [
+            ("IFA_LOCAL", str(addr)),
+            ("IFA_ADDRESS", str(addr)),
+            ("IFA_CACHEINFO", {"ifa_preferred": lifetime, "ifa_valid": lifetime,
+                               "cstamp": 0, "tstamp": 0}),
+        ]  # fmt: skip
+        if prefixlen < 31:  # /31 (RFC 3021) and /32 have no broadcast address
+            net = IPv4Network(f"{addr}/{prefixlen}", strict=False)
+            attrs.append(("IFA_BROADCAST", str(net.broadcast_address)))
+        msg = _addr_msg(if_index, prefixlen, attrs)
         try:
-            present: list[int] = []
-            for msg in await self.nl.dump(rtnl.RTM_GETADDR, rtnl.addr_body(if_index, 0), what):
-                ifa = rtnl.parse_ifaddr(msg.payload) if msg.mtype == rtnl.RTM_NEWADDR else None
-                if ifa is not None and ifa.if_index == if_index and ifa.local == addr:
-                    present.append(ifa.prefixlen)
-            for other in present:
-                if other != prefixlen:
-                    await self._del_address(if_index, addr, other, exact=True)
-            if prefixlen in present:
-                return
-            broadcast = None
-            if prefixlen < 31:  # /31 (RFC 3021) and /32 have no broadcast address
-                net = IPv4Network(f"{addr}/{prefixlen}", strict=False)
-                broadcast = net.broadcast_address
-            body = rtnl.addr_body(if_index, prefixlen, addr, address=addr, broadcast=broadcast)
-            await self.nl.request(rtnl.RTM_NEWADDR, _REPLACE, body, what)
+            await self.nl.request(msg, netlink.RTM_NEWADDR, _REPLACE, what)
         except OSError as e:
             if e.errno != errno.EEXIST:
                 raise
@@ -178,52 +226,58 @@ class KRoute:
     async def _del_address(
         self, if_index: int, addr: IPv4Address, prefixlen: int, *, exact: bool
     ) -> None:
-        """Delete addr (with exactly this prefix, or any prefix); already gone is fine."""
+        """Delete addr (with exactly this prefix, or any prefix); already gone is fine.
+
+        A delete with IFA_LOCAL only matches the address whatever its prefix; with
+        IFA_ADDRESS too the kernel also demands the same prefix length.
+        """
         what = f"delete address {addr}/{prefixlen}" if exact else f"delete address {addr}"
-        body = rtnl.addr_body(
-            if_index, prefixlen if exact else 0, addr, address=addr if exact else None
-        )
+        attrs: list[tuple[str, object]] = [("IFA_LOCAL", str(addr))]
+        if exact:
+            attrs.append(("IFA_ADDRESS", str(addr)))
+        msg = _addr_msg(if_index, prefixlen if exact else 0, attrs)
         try:
-            await self.nl.request(rtnl.RTM_DELADDR, 0, body, what)
+            await self.nl.request(msg, netlink.RTM_DELADDR, 0, what)
         except OSError as e:
             if e.errno not in _GONE:
                 raise
+
+    def _route_msg(self, if_index: int, dst: IPv4Network, scope: int, rtype: int) -> rtmsg:
+        """rtmsg for one route of ours: proto dhcp, our table and metric, on if_index."""
+        msg = rtmsg()
+        msg["family"], msg["dst_len"], msg["scope"], msg["type"] = (
+            socket.AF_INET, dst.prefixlen, scope, rtype
+        )  # fmt: skip
+        msg["table"] = self.table if self.table < 256 else 0  # larger: only in RTA_TABLE
+        msg["proto"] = defs.RTPROT_DHCP
+        msg["attrs"] = [
+            ("RTA_DST", str(dst.network_address)),
+            ("RTA_TABLE", self.table),
+            ("RTA_OIF", if_index),
+            ("RTA_PRIORITY", self.metric(if_index)),
+        ]
+        return msg
 
     async def _route(
         self, if_index: int, dst: IPv4Network, gw: IPv4Address | None, src: IPv4Address
     ) -> None:
         """Add or replace one route of ours (proto dhcp, our metric, leased source)."""
-        body = rtnl.route_body(
-            dst=dst.network_address,
-            dst_len=dst.prefixlen,
-            oif=if_index,
-            table=self.table,
-            proto=defs.RTPROT_DHCP,
-            priority=self.metric(if_index),
-            scope=RT_SCOPE_LINK if gw is None else RT_SCOPE_UNIVERSE,
-            gateway=gw,
-            prefsrc=src,
-        )
+        scope = RT_SCOPE_LINK if gw is None else RT_SCOPE_UNIVERSE
+        msg = self._route_msg(if_index, dst, scope, RTN_UNICAST)
+        if gw is not None:
+            msg["attrs"].append(("RTA_GATEWAY", str(gw)))
+        msg["attrs"].append(("RTA_PREFSRC", str(src)))
         try:
-            await self.nl.request(rtnl.RTM_NEWROUTE, _REPLACE, body, f"add route {dst}")
+            await self.nl.request(msg, netlink.RTM_NEWROUTE, _REPLACE, f"add route {dst}")
         except OSError as e:
             if e.errno != errno.EEXIST:
                 raise
 
     async def _delete(self, if_index: int, dst: IPv4Network) -> None:
         """Delete our route to dst, whatever its scope or gateway; absent is fine."""
-        body = rtnl.route_body(
-            dst=dst.network_address,
-            dst_len=dst.prefixlen,
-            oif=if_index,
-            table=self.table,
-            proto=defs.RTPROT_DHCP,
-            priority=self.metric(if_index),
-            scope=RT_SCOPE_NOWHERE,
-            rtype=rtnl.RTN_UNSPEC,
-        )
+        msg = self._route_msg(if_index, dst, RT_SCOPE_NOWHERE, RTN_UNSPEC)
         try:
-            await self.nl.request(rtnl.RTM_DELROUTE, 0, body, f"delete route {dst}")
+            await self.nl.request(msg, netlink.RTM_DELROUTE, 0, f"delete route {dst}")
         except OSError as e:
             if e.errno not in _GONE:
                 log.warning("cannot delete route %s: %s", dst, e.strerror)

@@ -7,8 +7,9 @@ children (``-E`` engine, ``-F`` frontend) so that each starts with a fresh addre
 and its channel on fd 3, and it serves each child only the requests that child has a
 reason to make. A child that dies or misbehaves ends the whole daemon.
 
-Heavy, parent-only modules (lark, rtnl) are imported in :func:`parent_main`, never at
-module level: the children import this module too, to parse their command line.
+Heavy, parent-only modules (lark, pyroute2's message classes) are imported in
+:func:`parent_main`, never at module level: the children import this module too, to
+parse their command line.
 """
 
 from __future__ import annotations
@@ -410,6 +411,8 @@ class Main:
         self.ifnames: dict[int, str] = {}  # if_index -> name, learned from the frontend
         self.udp_held: set[int] = set()
         self.udp_absorb: dict[int, socket.socket] = {}  # if_index -> unconnected addr:68
+        self.udp_servers: dict[int, IPv4Address] = {}  # if_index -> renewal socket's server
+        self.configured: dict[int, IPv4Address] = {}  # if_index -> the address we put there
         self.done: asyncio.Future[int] = self.loop.create_future()
         self.stopping = False
         self.work: asyncio.Queue[Callable[[], Awaitable[None]]] = asyncio.Queue()
@@ -774,16 +777,21 @@ class Main:
         except OSError:
             log.debug("dhcpleasectl asked about interface index %d, which is gone", if_index)
             return
-        if name in self.managed:
-            return
-        problem = imsg.ifname_problem(name)
-        if problem is not None:  # a name the kernel allows but no imsg carries
-            log.warning("cannot manage %s: %s", printable(name), problem)
-            return
-        log.info("managing %s, as dhcpleasectl asked", name)
-        self.ctl_ifaces.append(name)
-        self.set_managed(managed_ifaces(self.conf, self.opts.ifaces, self.ctl_ifaces))
-        self.work.put_nowait(partial(self.send_config, reconf_messages(self.managed.values())))
+        if name not in self.managed:
+            problem = imsg.ifname_problem(name)
+            if problem is not None:  # a name the kernel allows but no imsg carries
+                log.warning("cannot manage %s: %s", printable(name), problem)
+                return
+            log.info("managing %s, as dhcpleasectl asked", name)
+            self.ctl_ifaces.append(name)
+            self.set_managed(managed_ifaces(self.conf, self.opts.ifaces, self.ctl_ifaces))
+            self.work.put_nowait(partial(self.send_config, reconf_messages(self.managed.values())))
+        self.work.put_nowait(partial(self.set_up, if_index, name))
+
+    async def set_up(self, if_index: int, name: str) -> None:
+        """dhcpleasectl IF on a down interface sets IFF_UP, as the original does."""
+        if await self.kroute.set_up(if_index):
+            log.info("set %s up, as dhcpleasectl asked", name)
 
     def dispatch_engine(self, mtype: ImsgType, data: bytes) -> None:
         """main_dispatch_engine."""
@@ -877,12 +885,29 @@ class Main:
         )
 
     async def configure(self, name: str, ci: imsg.ConfigureInterface) -> None:
-        log.info("adding %s to %s (lease from %s)", ci.addr, name, ci.server)
-        await self.kroute.configure(ci.if_index, ci.addr, ci.mask, ci.routes)
-        self.bound[name] = f"{ci.addr}/{prefixlen(ci.mask)}"
-        self.notifier.status(self.status_line())
+        """Every ACK: the address's lifetime starts over at the lease time (a renewal of
+        the same address changes nothing else), then the lease file."""
+        again = self.configured.get(ci.if_index) == ci.addr
+        if again:
+            log.debug("%s on %s renewed for %d s", ci.addr, name, ci.lease_time)
+        else:
+            log.info("adding %s to %s (lease from %s)", ci.addr, name, ci.server)
+        await self.kroute.configure(ci.if_index, ci.addr, ci.mask, ci.routes, ci.lease_time)
+        self.configured[ci.if_index] = ci.addr
+        bound = f"{ci.addr}/{prefixlen(ci.mask)}"
+        if self.bound.get(name) != bound:
+            self.bound[name] = bound
+            self.notifier.status(self.status_line())
+        if not again or self.udp_servers.get(ci.if_index) != ci.server:
+            self.hand_udpsock(name, ci)
+        self.write_lease(name, ci)
+
+    def hand_udpsock(self, name: str, ci: imsg.ConfigureInterface) -> None:
+        """The renewal sockets of a new address or server: one kept here (it takes the
+        other servers' unicast replies, bpf.open_udpsock), one connected to the server
+        for the frontend's unicast renewals."""
         self.close_udpsock(ci.if_index)
-        try:  # kept here: takes the other servers' unicast replies (bpf.open_udpsock)
+        try:
             self.udp_absorb[ci.if_index] = self.open_udpsock(ci.if_index, ci.addr, None)
             if not ci.server.is_unspecified:
                 udp = self.open_udpsock(ci.if_index, ci.addr, ci.server)
@@ -892,9 +917,9 @@ class Main:
                     fd=udp.detach(),
                 )
                 self.udp_held.add(ci.if_index)
+                self.udp_servers[ci.if_index] = ci.server
         except OSError as e:
             log.warning("%s: cannot bind %s:%d: %s", name, ci.addr, defs.CLIENT_PORT, e.strerror)
-        self.write_lease(name, ci)
 
     def close_udpsock(self, if_index: int) -> None:
         """Drop the renewal sockets of an address that is going or being replaced."""
@@ -906,10 +931,12 @@ class Main:
                 ImsgType.CLOSE_UDPSOCK, imsg.IfIndex(if_index).pack()
             )
             self.udp_held.discard(if_index)
+        self.udp_servers.pop(if_index, None)
 
     async def deconfigure(self, name: str, ci: imsg.ConfigureInterface) -> None:
         log.info("deleting %s from %s (lease from %s)", ci.addr, name, ci.server)
         self.close_udpsock(ci.if_index)
+        self.configured.pop(ci.if_index, None)
         await self.kroute.deconfigure(ci.if_index, ci.addr, ci.mask, ci.routes)
         if self.bound.pop(name, None) is not None:
             self.notifier.status(self.status_line())

@@ -341,20 +341,20 @@ def test_udp_sockets_send_dhcp_and_never_queue() -> None:
 
 ROUTESOCK = r"""
 import json, select, socket, subprocess, sys
-from dhcpleased import bpf
+from dhcpleased import bpf, netlink
 ifname = sys.argv[1]
 s = bpf.open_routesock()
 
 def drain(timeout=1.0):
     events = []
     while select.select([s], [], [], timeout)[0]:
-        events += bpf.parse_link_messages(s.recv(65536))
+        events += filter(None, map(netlink.link_event, netlink.parse(s.recv(65536))))
         timeout = 0.2
     return [[e.deleted, e.if_index, e.if_name, e.hw_address.hex(), e.up, e.link_state, e.arphrd]
             for e in events]
 
 out = {"index": socket.if_nametoindex(ifname)}
-bpf.request_link_dump(s, 1)
+s.send(netlink.link_dump_request(1))
 out["dump"] = drain()
 subprocess.run(["ip", "link", "set", ifname, "down"], check=True)
 out["down"] = drain()

@@ -1,7 +1,7 @@
 """make install / uninstall into a DESTDIR, and the installed files checked by their tools.
 
 One real ``make install DESTDIR=... PREFIX=/usr`` per module (pip builds the package and
-fetches its one dependency, as an admin's install would), then: the tree is the one
+fetches its two dependencies, as an admin's install would), then: the tree is the one
 the README describes, the installed interpreter runs the daemon, the unit passes
 ``systemd-analyze verify`` against the installed binary and man pages, the man pages
 render without a warning, and ``make uninstall`` takes it all away again.  Integration
@@ -141,7 +141,7 @@ def test_no_destdir_in_what_runs(destdir: Path) -> None:
     assert str(destdir).encode() not in pyc.read_bytes()
 
 
-IMPORTS = "import dhcpleased, lark; print(dhcpleased.__file__)"
+IMPORTS = "import dhcpleased.netlink, lark; print(dhcpleased.__file__)"
 
 
 def test_installed_daemon_runs(destdir: Path) -> None:

@@ -412,9 +412,9 @@ def closed_by_frontend(mine: socket.socket) -> bool:
 
 
 async def test_send_request_reboots_or_asks_the_parent_to_manage(rig: Rig) -> None:
-    """Managed: REQUEST_REBOOT to the engine, the token closed. Unmanaged: MANAGE_IF to
-    the parent carrying the client's token (the only proof of root the parent accepts);
-    without a token nothing is asked of the parent."""
+    """Managed: REQUEST_REBOOT to the engine. With root's token, MANAGE_IF to the parent
+    carrying it (the only proof of root the parent accepts): the parent manages a new
+    interface and sets a down one up (IFF_UP). Without a token nothing is asked of it."""
     rig.backend.managed.add(3)
     c = await connect(rig)
     tokens = {index: token_pair(index) for index in (3, 4, 0)}
@@ -425,14 +425,16 @@ async def test_send_request_reboots_or_asks_the_parent_to_manage(rig: Rig) -> No
     await settle()
     assert [(role, t, imsg.IfIndex.unpack(d).if_index) for role, t, d, _ in rig.backend.sent] == [
         ("engine", ImsgType.REQUEST_REBOOT, 3),
+        ("main", ImsgType.MANAGE_IF, 3),
         ("main", ImsgType.MANAGE_IF, 4),
         ("engine", ImsgType.REQUEST_REBOOT, 3),
     ]
-    assert list(rig.backend.fds) == [1]
-    with socket.socket(fileno=rig.backend.fds[1]) as passed:  # the client's own token
-        got = passed.recv(64)
-    assert Header.unpack(got[: HEADER.size]).type == ImsgType.CTL_SEND_REQUEST
-    assert imsg.IfIndex.unpack(got[HEADER.size :]).if_index == 4
+    assert list(rig.backend.fds) == [1, 2]
+    for at, index in ((1, 3), (2, 4)):
+        with socket.socket(fileno=rig.backend.fds[at]) as passed:  # the client's own token
+            got = passed.recv(64)
+        assert Header.unpack(got[: HEADER.size]).type == ImsgType.CTL_SEND_REQUEST
+        assert imsg.IfIndex.unpack(got[HEADER.size :]).if_index == index
     for index in (3, 0, 4):
         assert closed_by_frontend(tokens[index][0]), index
     await c.quiet()  # no answer, as the original

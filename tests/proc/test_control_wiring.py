@@ -210,7 +210,7 @@ async def parent() -> AsyncIterator[tuple[main.Main, Peer, Peer]]:
     m = main.Main(
         opts=main.Options(),
         conf=Config(ifaces=()),
-        kroute=SimpleNamespace(),  # type: ignore[arg-type]
+        kroute=SimpleNamespace(set_up=lambda i: asyncio.sleep(0, False)),  # type: ignore[arg-type]
         resolver=SimpleNamespace(),  # type: ignore[arg-type]
         load_config=Config,
         open_bpfsock=lambda i: socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM),

@@ -7,6 +7,7 @@ the frontend only ever calls send/recv(msg) on them, which is the point of the d
 from __future__ import annotations
 
 import asyncio
+import errno
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -14,12 +15,12 @@ from ipaddress import IPv4Address
 
 import pytest
 
-from dhcpleased import bpf, defs, frontend, imsg, packet
+from dhcpleased import defs, frontend, imsg, netlink, packet
 from dhcpleased.frontend import Frontend
 from dhcpleased.imsg import ImsgType
 from tests.proc.peer import Peer, pair
 from tests.unit import frames
-from tests.unit.test_bpf_parse import link
+from tests.unit.test_netlink import RTM_DELLINK, done_msg, link
 
 IFINDEX = 7
 IFNAME = "dl0"
@@ -71,7 +72,7 @@ async def rig() -> AsyncIterator[Rig]:
     configure(main, IFNAME)
     main.send(ImsgType.STARTUP)
     dump = await recv(nl_test)
-    assert dump == bpf.link_dump_request(1)
+    assert dump == netlink.link_dump_request(1)
     yield Rig(fe, task, main, engine, nl_test)
     main.close()
     engine.close()
@@ -288,7 +289,7 @@ def test_short_hostname_reads_the_uts_name_now(monkeypatch: pytest.MonkeyPatch) 
 
 async def test_removed_link_and_reload(rig: Rig) -> None:
     await appear(rig)
-    rig.netlink.send(link(bpf.RTM_DELLINK, index=IFINDEX, name=b"dl0\0"))
+    rig.netlink.send(link(RTM_DELLINK, index=IFINDEX, name=b"dl0\0"))
     msg = await rig.engine.expect(ImsgType.REMOVE_IF)
     assert imsg.IfIndex.unpack(msg.data).if_index == IFINDEX
     # it comes back; then a reload changes its settings: re-requested, not re-created
@@ -321,6 +322,74 @@ async def appear_known(r: Rig, index: int, name: str) -> None:
     assert imsg.IfIndex.unpack(req.data).if_index == index
     info = imsg.IfInfo.unpack((await r.main.expect(ImsgType.UPDATE_IF)).data)
     assert info.if_name == name
+
+
+class Overflowing:
+    """The routing socket, with ENOBUFS from recv() as often as asked (the kernel's word
+    for "events were dropped")."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.overflows = 0
+
+    def recv(self, size: int) -> bytes:
+        if self.overflows:
+            self.overflows -= 1
+            raise OSError(errno.ENOBUFS, "No buffer space available")
+        return self.sock.recv(size)
+
+    def send(self, data: bytes) -> int:
+        return self.sock.send(data)
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+async def overflow(r: Rig, sock: Overflowing, *, expect_dump: int | None) -> None:
+    """One ENOBUFS (woken by an unrelated event); the dump it asks for, if any."""
+    sock.overflows += 1
+    r.netlink.send(link(index=3, name=b"other0\0"))
+    if expect_dump is None:
+        with pytest.raises(TimeoutError):
+            await recv(r.netlink, 0.2)
+    else:
+        assert await recv(r.netlink) == netlink.link_dump_request(expect_dump)
+
+
+async def test_overflow_redump_forgets_links_it_no_longer_lists(rig: Rig) -> None:
+    """11.8: after ENOBUFS the frontend dumps the links again; one missing from that dump
+    (its RTM_DELLINK was lost) is removed, even if stale events for it were still queued
+    ahead of the dump; a link announced by an event among the dump's parts is kept; an
+    overflow during a dump is answered by another dump after it."""
+    await appear(rig)
+    dl0 = link(index=IFINDEX, name=b"dl0\0", hw=frames.CLIENT_MAC, seq=1)
+    rig.netlink.send(dl0 + done_msg(1))  # the start-up dump ends
+    await rig.engine.quiet()
+    sock = Overflowing(rig.fe.routesock)  # type: ignore[arg-type]
+    rig.fe.routesock = sock  # type: ignore[assignment]
+    await overflow(rig, sock, expect_dump=2)
+    rig.netlink.send(link(index=IFINDEX, name=b"dl0\0", hw=frames.CLIENT_MAC))  # stale
+    await overflow(rig, sock, expect_dump=None)  # dump 2 still running: later, not lost
+    rig.netlink.send(link(index=3, name=b"other0\0", seq=2))  # its first part: no dl0
+    rig.netlink.send(link(index=11, name=b"new0\0"))  # an event among its parts
+    rig.netlink.send(done_msg(2))
+    msg = await rig.engine.expect(ImsgType.REMOVE_IF)
+    assert imsg.IfIndex.unpack(msg.data).if_index == IFINDEX
+    assert await recv(rig.netlink) == netlink.link_dump_request(3)  # the lost overflow's
+    assert set(rig.fe.links) == {3, 11}
+    # a dump the kernel marks inconsistent (NLM_F_DUMP_INTR) may have skipped links:
+    # nothing is removed for it, it is repeated
+    intr = bytearray(link(index=3, name=b"other0\0", seq=3))
+    intr[6] |= 0x10
+    rig.netlink.send(bytes(intr) + done_msg(3))
+    assert await recv(rig.netlink) == netlink.link_dump_request(4)
+    assert set(rig.fe.links) == {3, 11}
+    rig.netlink.send(link(index=11, name=b"new0\0", seq=4) + done_msg(4))
+    await rig.engine.quiet()
+    assert set(rig.fe.links) == {11}
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 import socket
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -19,6 +21,7 @@ from dhcpleased.ipc import Imsg
 from dhcpleased.packet import Route
 from dhcpleased.parse import Config, IfaceConf
 from tests.proc.peer import Peer, pair
+from tests.proc.tokens import foreign_token
 
 IFNAME = "lo"  # exists in every network namespace, index 1
 IFINDEX = socket.if_nametoindex("lo")
@@ -43,6 +46,10 @@ class FakeKRoute:
 
     async def withdraw_routes(self, *args: Any) -> None:
         self.calls.append(("withdraw_routes", *args))
+
+    async def set_up(self, *args: Any) -> bool:
+        self.calls.append(("set_up", *args))
+        return True
 
 
 @dataclass
@@ -88,12 +95,12 @@ async def rig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[
 
     chan = Channel(ours, lambda _m: None, lambda _r: None, name="frontend")
     chan.start()
-    m.children["frontend"] = SimpleNamespace(channel=chan)  # type: ignore[assignment]
+    m.children["frontend"] = SimpleNamespace(channel=chan, pid=-1)  # type: ignore[assignment]
     fe = Peer(theirs)
     en_ours, en_theirs = pair()
     en_chan = Channel(en_ours, lambda _m: None, lambda _r: None, name="engine")
     en_chan.start()
-    m.children["engine"] = SimpleNamespace(channel=en_chan)  # type: ignore[assignment]
+    m.children["engine"] = SimpleNamespace(channel=en_chan, pid=-1)  # type: ignore[assignment]
     engine = Peer(en_theirs)
     worker = asyncio.get_running_loop().create_task(m.worker())
     yield Rig(m, kroute, resolver, fe, engine, worker)
@@ -203,7 +210,7 @@ async def test_valid_requests_are_served_in_order(rig: Rig, tmp_path: Path) -> N
     send(rig, "engine", ImsgType.PROPOSE_RDNS, rd.pack())
     await settle()
     assert not rig.m.done.done()
-    assert rig.kroute.calls == [("configure", IFINDEX, ADDR, MASK, (route,))]
+    assert rig.kroute.calls == [("configure", IFINDEX, ADDR, MASK, (route,), 60)]
     assert rig.resolver.calls == [
         ("propose", IFNAME, (IPv4Address("192.0.2.53"),), "lab.test", ("a.test",))
     ]
@@ -245,6 +252,42 @@ async def test_packet_socket_comes_with_its_broadcast_socket(rig: Rig) -> None:
     send(rig, "frontend", ImsgType.OPEN_BPFSOCK, imsg.IfIndex(IFINDEX).pack())
     await rig.fe.quiet()
     assert not rig.m.done.done()
+
+
+async def test_renewal_refreshes_address_and_lease_file_only(
+    rig: Rig, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """11.13: every ACK's CONFIGURE_INTERFACE restarts the address's lifetime; for the
+    address already in place no new UDP socket and no second "adding" line."""
+    caplog.set_level(logging.DEBUG, logger="dhcpleased")
+    know_interface(rig)
+    await settle()
+    send(rig, "engine", ImsgType.CONFIGURE_INTERFACE, ci())
+    udp = await rig.fe.expect(ImsgType.UDPSOCK)
+    assert udp.fd is not None
+    socket.close(udp.fd)
+    (tmp_path / IFNAME).unlink()
+    send(rig, "engine", ImsgType.CONFIGURE_INTERFACE, ci())
+    await rig.fe.quiet()
+    assert rig.kroute.calls == [("configure", IFINDEX, ADDR, MASK, (), 60)] * 2
+    assert f"ip: {ADDR}" in (tmp_path / IFNAME).read_text().splitlines()
+    adding = [r for r in caplog.records if r.getMessage().startswith("adding")]
+    assert len(adding) == 1
+    assert any("renewed for 60 s" in r.getMessage() for r in caplog.records)
+
+
+async def test_dhcpleasectl_request_sets_the_interface_up(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    """11.12: MANAGE_IF (with root's token) for a managed interface too: the parent sets
+    a down one up."""
+    caplog.set_level(logging.INFO, logger="dhcpleased")
+    rig.m.ctl_uid = os.geteuid()  # the token's maker: root in CI, the test's user here
+    lo = socket.if_nametoindex("lo")
+    send(rig, "frontend", ImsgType.MANAGE_IF, imsg.IfIndex(lo).pack(), foreign_token(lo))
+    await settle()
+    assert ("set_up", lo) in rig.kroute.calls
+    assert "set lo up, as dhcpleasectl asked" in caplog.text
 
 
 async def test_lease_text_reaches_the_engine(rig: Rig, tmp_path: Path) -> None:

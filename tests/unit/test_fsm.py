@@ -432,12 +432,16 @@ def test_whole_lease_renew_rebind_expire() -> None:
     assert f.requested_ip == ZERO and f.nameservers == () and f.lease_time == 0
 
 
-def test_renewal_ack_unchanged_only_moves_timers() -> None:
+def test_renewal_ack_unchanged_refreshes_the_address_and_moves_timers() -> None:
+    """Only Configure, with the whole lease again: the parent restarts the address's
+    lifetime (and rewrites the lease file); routes and DNS stay as they are."""
     f = to_renewing(make())
     now = f.request_time + 1900
     out = f.receive(msg(f, defs.DHCPACK), now)
-    assert acts(out) == []
-    assert out == [Log(logging.DEBUG, "state_transition Renewing -> Bound, timo: 1800")]
+    (conf,) = acts(out)
+    assert isinstance(conf, Configure)
+    assert (conf.address, conf.lease_time) == (f.requested_ip, 3600)
+    assert out[1:] == [Log(logging.DEBUG, "state_transition Renewing -> Bound, timo: 1800")]
     assert f.state is State.BOUND and f.request_time == now
     assert f.deadline == now + 1800 + f.jitter
 

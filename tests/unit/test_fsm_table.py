@@ -112,7 +112,7 @@ EXPECTED: dict[tuple[State, Event], tuple[State, tuple[type, ...]]] = {
     (RN, E.LINK_UP): (RR, (Req,)),
     (RN, E.LINK_DOWN): (D, (WRdns,)),
     (RN, E.OFFER): (RN, ()),
-    (RN, E.ACK): (B, ()),  # unchanged renewal: only new timers
+    (RN, E.ACK): (B, (Conf,)),  # unchanged renewal: the address's lifetime restarts
     (RN, E.NAK): (IN, (WRdns, Deconf, Disc)),
     (RN, E.OTHER): (RN, ()),
     (RN, E.TIMEOUT): (RN, (Req,)),
@@ -122,7 +122,7 @@ EXPECTED: dict[tuple[State, Event], tuple[State, tuple[type, ...]]] = {
     (RB, E.LINK_UP): (RR, (Req,)),
     (RB, E.LINK_DOWN): (D, (WRdns,)),
     (RB, E.OFFER): (RB, ()),
-    (RB, E.ACK): (B, ()),
+    (RB, E.ACK): (B, (Conf,)),
     (RB, E.NAK): (IN, (WRdns, Deconf, Disc)),
     (RB, E.OTHER): (RB, ()),
     (RB, E.TIMEOUT): (RB, (Req,)),

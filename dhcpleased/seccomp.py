@@ -262,15 +262,13 @@ FRONTEND: Final[dict[str, Rule | AnyOf]] = {
 AF_UNIX, AF_INET, AF_NETLINK, AF_PACKET = 1, 2, 16, 17
 SOCK_DGRAM, SOCK_RAW, SOCK_TYPE_MASK = 2, 3, 0xF
 SOCK_CLOEXEC: Final = 0o2000000
-NETLINK_ROUTE: Final = 0
 EAFNOSUPPORT: Final = 97
-SOL_IP, SOL_NETLINK = 0, 270
+SOL_IP: Final = 0
 SO_REUSEADDR, SO_TYPE, SO_BROADCAST, SO_RCVBUF = 2, 3, 6, 8
 SO_ATTACH_FILTER, SO_ACCEPTCONN, SO_PROTOCOL, SO_DOMAIN = 26, 30, 38, 39
 SO_LOCK_FILTER, SO_BINDTOIFINDEX = 44, 62
 IP_TOS, IP_TTL, IP_MTU_DISCOVER = 1, 2, 10
 PACKET_AUXDATA: Final = 8
-NETLINK_EXT_ACK, NETLINK_GET_STRICT_CHK = 11, 12
 SIOCGIFINDEX: Final = 0x8933
 
 # The sockets the parent opens after its sandbox, as (family, type, protocol); the type
@@ -278,15 +276,13 @@ SIOCGIFINDEX: Final = 0x8933
 PARENT_SOCKETS: Final = (
     (AF_PACKET, SOCK_RAW, 0),  # bpf.open_bpfsock: protocol 0 until bound, filter locked
     (AF_INET, SOCK_DGRAM, 0),  # bpf: broadcast and renewal UDP; glibc's if_nametoindex
-    (AF_NETLINK, SOCK_RAW, NETLINK_ROUTE),  # rtnetlink, should the socket be reopened
-)
-# (level, name) the parent sets on those sockets (bpf.py, netlink), one line per level.
+)  # (its rtnetlink sockets are opened before the filter: no AF_NETLINK here)
+# (level, name) the parent sets on those sockets (bpf.py), one line per level.
 PARENT_SOCKOPTS: Final = (
     *((SOL_SOCKET, o) for o in (SO_REUSEADDR, SO_BROADCAST, SO_RCVBUF, SO_ATTACH_FILTER,
                                 SO_LOCK_FILTER, SO_BINDTOIFINDEX)),
     *((SOL_IP, o) for o in (IP_TOS, IP_TTL, IP_MTU_DISCOVER)),
     (SOL_PACKET, PACKET_AUXDATA),
-    *((SOL_NETLINK, o) for o in (NETLINK_EXT_ACK, NETLINK_GET_STRICT_CHK)),
 )  # fmt: skip
 # What it reads of a socket: a request token's kind and peer (control.read_request_token,
 # socket(fileno=) asks for the type and protocol); nothing it could change.

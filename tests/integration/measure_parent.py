@@ -2,7 +2,7 @@
 
 ``python -m tests.integration.measure_parent [--linked] [--out FILE]`` (root) runs the
 real daemon under ``strace -f`` in a lab and walks it through what the parent serves:
-a lease from dnsmasq (a second interface added by ``dhcpleasectl IF``), renewals and a
+a lease from dnsmasq (a second interface, down, added by ``dhcpleasectl IF``), renewals and a
 rebind (T1 3 s, T2 6 s), ``dhcpleasectl`` show, ``-p``, ``log``, a reload by SIGHUP and
 one by ``dhcpleasectl reload`` that drops and adds back an interface, a config saved by
 rename, a link down and up, a DHCPRELEASE by ``dhcpleasectl release``, the DNS hand-off
@@ -99,7 +99,7 @@ def scenario(lab: Lab, trace: Path, linked: bool) -> int:
         lab.resolv_conf.unlink()
         lab.resolv_conf.symlink_to("/run/dhcpleased/resolv.conf")
     lab.exec_in(lab.cli_ns, ["ip", "link", "add", "dlx0", "type", "veth", "peer", "name", "dlx1"])
-    lab.exec_in(lab.cli_ns, ["ip", "link", "set", "dlx0", "up"])
+    # left down: dhcpleasectl dlx0 has the parent set IFF_UP (kroute.set_up)
     out = open(lab.tmp / "dhcpleased.log", "ab")  # noqa: SIM115 - the lab closes it
     argv = [STRACE, "-f", "-qq", "-s", "32", "-o", str(trace),
             sys.executable, "-m", "dhcpleased", "-d", "-v", "-f", str(conf)]  # fmt: skip

@@ -82,6 +82,7 @@ async def normal():
                        (Route(IPv4Address("10.9.8.0"), IPv4Address("255.255.255.0"),
                               IPv4Address("10.9.9.1")),))
     await kr.deconfigure(LO, IPv4Address("10.9.9.9"), IPv4Address("255.255.255.0"), ())
+    assert await kr.set_up(socket.if_nametoindex("dlx0"))  # dhcpleasectl IF on a down one
     resolver.write_atomic(f"{tmp}/leases/lo", b"lease\n", 0o644)
     os.rename(f"{tmp}/leases/lo", f"{tmp}/leases/lo.old")
     os.unlink(f"{tmp}/leases/lo.old")
@@ -138,6 +139,7 @@ actions = {
     "inet6": lambda: socket.socket(socket.AF_INET6, socket.SOCK_DGRAM),
     "tcp": lambda: socket.socket(socket.AF_INET, socket.SOCK_STREAM),
     "raw_ip": lambda: socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_UDP),
+    "netlink_route": lambda: socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0),
     "netlink_netfilter": lambda: socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 12),
     "netlink_generic": lambda: socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 16),
     "connect_datagram": lambda: notify.connect(f"{tmp}/other"),
@@ -176,7 +178,10 @@ def run(
     (tmp / "dhcpleased.conf").write_text("interface lo { ignore dns }\n")
     col = 0 if platform.machine() == "x86_64" else 1
     numbers = [f"{k}={v[col]}" for k, v in NUMBERS.items()]
-    script = f'ip link set lo up && exec {sys.executable} -c "$0" "$@"'
+    script = (
+        "ip link set lo up && ip link add dlx0 type veth peer name dlx1 && "
+        f'exec {sys.executable} -c "$0" "$@"'
+    )
     return subprocess.run(
         ["unshare", "--net", "sh", "-c", script, PARENT, action, str(tmp), *numbers],
         capture_output=True, text=True, timeout=60, cwd="/", check=False,
@@ -189,7 +194,7 @@ FORBIDDEN = (
     "exec", "execveat", "memfd_create", "fork", "thread", "ptrace", "process_vm_writev",
     "mount", "bpf", "init_module", "finit_module", "kexec_load", "kexec_file_load",
     "setns", "unshare", "keyctl", "kill", "prctl", "socketpair", "unix_stream",
-    "unix_dgram_other_flags", "inet6", "tcp", "raw_ip", "netlink_netfilter",
+    "unix_dgram_other_flags", "inet6", "tcp", "raw_ip", "netlink_route", "netlink_netfilter",
     "netlink_generic", "connect_datagram", "sendto_address", "sendmsg_other",
     "detach_filter", "getsockopt_other", "ioctl_set", "fchmod", "chmod", "chown",
     "mmap_exec", "symlink",

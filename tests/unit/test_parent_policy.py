@@ -96,7 +96,7 @@ def test_sockets_by_family_type_and_protocol(arch: str) -> None:
         assert decide(arch, "socket", family, stype | flags, proto) == ALLOW
     others = (
         (af, 1, 0), (af, raw, 17), (af, dgram, 1), (10, dgram, 0), (pk, dgram, 0),
-        (pk, raw, 0x0300), (nl, raw, 12), (nl, raw, 16), (nl, dgram, 0), (1, 1, 0),
+        (pk, raw, 0x0300), (nl, raw, 0), (nl, raw, 12), (nl, raw, 16), (1, 1, 0),
         (1, 5, 0), (1, dgram, 0), (1, dgram | 0o4000, 0), (38, 5, 0),
     )  # fmt: skip
     for args in others:

@@ -17,6 +17,7 @@ of the datagram socket, fchmod, another setsockopt or ioctl).
 
 from __future__ import annotations
 
+import json
 import platform
 import signal
 import subprocess
@@ -25,6 +26,7 @@ from pathlib import Path
 
 import pytest
 
+from dhcpleased import seccomp
 from tests.integration.inject import inject
 from tests.integration.lab import Lab
 from tests.integration.test_daemon import alive, children, daemon_log
@@ -247,3 +249,15 @@ def test_the_running_parent_is_killed(dhcp_user: object, attack: str) -> None:
         assert r.killed == "SIGSYS" and not r.alive, r.gdb_output
         lab.wait_for(lambda: not any(alive(k) for k in kids), LIMIT, what="children gone")
         assert "fatal" not in daemon_log(lab).split("main: startup", 1)[1]  # no time to say
+
+
+def test_dhcpleasectl_shows_the_parents_filter(dhcp_user: object) -> None:
+    """-p reads the parent's filter of itself, as the README's table quotes it."""
+    with Lab() as lab:
+        pid = start(lab)
+        calls = sum(1 for c in seccomp.PARENT if c in seccomp.native_arch().table)
+        procs = {p["name"]: p for p in json.loads(lab.ctl("-p", "-j").stdout)["processes"]}
+        assert (procs["main"]["seccomp"], procs["main"]["seccomp_calls"]) == ("filter", calls)
+        assert "Seccomp:\t2\n" in Path(f"/proc/{pid}/status").read_text()
+        [main] = [line.split() for line in lab.ctl("-p").stdout.splitlines()[1:2]]
+        assert main[:1] + main[5:8] == ["main", "filter", f"({calls}", "calls)"], main

@@ -19,12 +19,20 @@ logging exist and before they read an untrusted byte (:func:`enter_child`):
    own syscalls.  Any other syscall kills the process.
 
 The parent (:func:`enter_parent`), after it has spawned the children (they need root's
-capabilities to drop their own) and opened what it needs: capabilities reduced to
-:data:`PARENT_CAPS`, no_new_privs, Landlock limited to reading the config file's
-directory (:func:`conf_dirs`: saving by rename replaces the file), the lease directory,
-the Python import path (read only: lazy imports, lark's grammar on SIGHUP) and what
-the DNS hand-off writes or executes.  It stays uid 0 so the files it writes stay root's,
-and gets no seccomp filter: it opens packet sockets on demand.
+capabilities to drop their own) and the DNS helper, and opened what it needs:
+capabilities reduced to :data:`PARENT_CAPS`, no_new_privs, Landlock limited to reading
+the config file's directory (:func:`conf_dirs`: saving by rename replaces the file), the
+directories its modules came from (:func:`import_dirs`: tracebacks, lark's grammar on
+SIGHUP) and its own status file, and writing the lease directory and what the file DNS
+mode writes (resolv.conf itself, or the run directory for the linked one), last its
+seccomp allowlist (``seccomp.parent_policy``: no exec, fork, memfd_create; sockets by
+family; no destination of its own on a unix socket).  It stays uid 0 so the files it
+writes stay root's.
+
+The DNS helper (:func:`enter_dns_helper`, resolvconf and resolved modes): named
+``dhcp-dns``, uid 0 with CAP_NET_ADMIN or nothing, no_new_privs, Landlock read and
+execute everywhere, write only where resolvconf and its hooks write; no seccomp (the
+programs it runs would inherit it).
 
 A kernel without Landlock or seccomp gets one warning line from the parent and the
 daemon runs; a sandbox the kernel supports but refuses is fatal.  With
@@ -57,12 +65,11 @@ PR_SET_NAME: Final = 15
 PR_SET_NO_NEW_PRIVS: Final = 38
 TRAP_ENV: Final = "DHCPLEASED_SECCOMP_TRAP"
 
-# CAP_NET_ADMIN: addresses and routes (rtnetlink), and resolvectl's call to
-#   systemd-resolved, which accepts CAP_NET_ADMIN in place of polkit;
+# CAP_NET_ADMIN: addresses and routes (rtnetlink), IFF_UP on request;
 # CAP_NET_RAW: the AF_PACKET socket per interface and SO_BINDTODEVICE on the UDP socket;
 # CAP_NET_BIND_SERVICE: binding the UDP socket to port 68 for unicast renewals.
-# The DNS hand-off needs no capability of its own: the parent stays uid 0, the owner of
-# /etc/resolv.conf and of resolvconf's files.
+# The DNS hand-off needs none of these: the parent stays uid 0, the owner of
+# /etc/resolv.conf, and the DNS helper keeps what resolvectl needs (DNS_HELPER_CAPS).
 PARENT_CAPS: Final = (caps.CAP_NET_ADMIN, caps.CAP_NET_RAW, caps.CAP_NET_BIND_SERVICE)
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -220,7 +227,8 @@ def child_landlock(abi: int) -> None:
 
 
 def child_seccomp(role: str, program: bytes | None = None, *, trap: bool = False) -> None:
-    """Install the role's allowlist (built beforehand if ``program`` is given)."""
+    """Install the role's allowlist (built beforehand if ``program`` is given); the
+    parent's too, despite the name."""
     if program is None:
         program = seccomp.build(role, trap=trap)
     if trap:

@@ -26,8 +26,9 @@ channel on fd 3), and its seccomp list has no ``execve`` at all.  The helper:
   hooks are shell scripts nobody can enumerate.  What it may reach is what resolvconf
   may reach; what reaches it is a request the parent can only fill with data.
 
-The helper imports no asyncio: it serves one request at a time, blocking, and its
-memory is an interpreter's (about 10 MiB RSS).
+The helper imports no asyncio: it serves one request at a time, blocking.  Measured
+(idle 2-core VM): sandboxed 53 ms after the spawn, 16.6 MiB RSS of which 9.6 MiB its
+own (anonymous); the file and none modes start no helper.
 """
 
 from __future__ import annotations

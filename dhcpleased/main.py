@@ -24,7 +24,6 @@ import signal
 import socket
 import stat
 import sys
-import tempfile
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -440,11 +439,20 @@ class Main:
         fe.compose(ImsgType.STARTUP)
         from dhcpleased import sandbox  # noqa: PLC0415 - the parent's half of sandbox.py
 
+        try:  # the one process that may run resolvconf/resolvectl, before our sandbox
+            self.resolver.start(self.fail)
+        except OSError as e:
+            self.fail(f"cannot start the DNS helper: {e.strerror or e}")
         try:  # after the spawns: the children drop root's capabilities themselves
-            sandbox.enter_parent(self.opts.conffile, self.resolver.mode, self.resolver.resolv_conf)
+            sandbox.enter_parent(self.opts.conffile, *self.resolver.writable())
         except sandbox.SandboxError as e:
             self.fail(f"sandbox: {e}")  # never READY: systemd sees the failed start
         worker = None
+        if not self.done.done():
+            try:
+                await self.resolver.started()
+            except OSError:
+                pass  # the helper's end was reported (fail)
         if not self.done.done():
             for signo in (signal.SIGTERM, signal.SIGINT):
                 self.loop.add_signal_handler(signo, self.terminate)
@@ -457,6 +465,7 @@ class Main:
         if worker is not None:
             worker.cancel()
         await self.stop_children()
+        await self.resolver.close()
         await self.kroute.close()
         if code == 0:
             log.info("terminating")
@@ -980,8 +989,9 @@ class Main:
         return "".join(c if c.isascii() and c != "\0" else "?" for c in raw.decode("latin-1"))
 
     def write_lease(self, name: str, ci: imsg.ConfigureInterface) -> None:
-        """mkstemp in the lease directory, fchmod 0644, rename: never a torn lease file."""
+        """A new file (mode 0644) in the lease directory, renamed over: never a torn one."""
         from dhcpleased.lease import Lease, render_lease  # noqa: PLC0415 - cheap, parent only
+        from dhcpleased.resolver import write_atomic  # noqa: PLC0415 - parent only
 
         text = render_lease(
             Lease(
@@ -993,27 +1003,13 @@ class Main:
             )
         )
         path = self.lease_path(name)
-        tmp = None
         try:
             st = lstat_or_none(path)
             if st is not None and not stat.S_ISREG(st.st_mode):
                 move_aside(path, st)  # rename cannot replace a directory
-            # O_EXCL|O_NOFOLLOW: whatever sits at a temp name is never opened
-            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=defs.LEASE_DIR)
-            try:
-                os.write(fd, text.encode())
-                os.fchmod(fd, 0o644)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.rename(tmp, path)
+            write_atomic(path, text.encode(), 0o644)
         except OSError as e:
             log.warning("cannot write lease file for %s: %s", name, e.strerror)
-            if tmp is not None:
-                try:
-                    os.unlink(tmp)
-                except OSError:
-                    pass
 
 
 # Lease files that are not files: a FIFO would block the parent for ever, a directory make
@@ -1090,6 +1086,7 @@ def parent_main(opts: Options) -> int:
     if os.geteuid() != 0:
         return err("need root privileges")
     os.closerange(3, 1 << 16)
+    os.umask(0o022)  # leases and resolv.conf are born 0644: the sandboxed parent cannot chmod
     try:
         make_run_dir(defs.RUN_DIR)
         lockfd = take_lock(defs.LOCK_FILE)

@@ -122,7 +122,8 @@ def snapshot(
     """
     fields = parse_status(_read(fd))
     mode = _int(fields, "Seccomp", 0, 10, lambda: 0)
-    calls, opens, names = filter_facts(name if mode == SECCOMP_FILTER else None)
+    ours = mode == SECCOMP_FILTER and getattr(sandbox.STATUS, "seccomp", False) is True
+    calls, opens, names = filter_facts(name if ours else None)  # not systemd's filter
     abi, status = landlock_state()
     return imsg.ProcInfo(
         name=name,

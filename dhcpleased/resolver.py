@@ -12,24 +12,43 @@ manages resolv.conf on this host, chosen once at startup:
   ``resolvectl revert IF``.  No ``~.`` routing domain is added: resolved already sends
   queries for other names to every link with DNS servers unless some link claims ``~.``,
   and claiming it here would steal all DNS from a VPN that set it.
-* ``file``: rewrite resolv.conf ourselves (atomically: temp file in the same directory,
-  fsync, rename; in place when rename fails with EBUSY because resolv.conf is a bind
-  mount, as in containers).  Proposals of several interfaces are merged in first-come
-  order: at most 3 nameservers (glibc's MAXNS), ``search`` = each interface's domain then
-  its search list, duplicates dropped; ``options`` lines of the original file are kept.
-  The file as it was before our first write (content and mode, a symlink, or nothing) is
-  restored when the last interface withdraws.  If someone else rewrites the file while
-  we own it, we back off: no more writes and no restore over their file until every
-  proposal is withdrawn; a later proposal then starts afresh.
+* ``file``: write resolv.conf ourselves, in one of two ways chosen at start-up:
+
+  - **linked** (the admin's opt-in, as resolvconf and systemd-resolved ask for it):
+    ``/etc/resolv.conf`` is a symbolic link to ``/run/dhcpleased/resolv.conf``.  That
+    file is written atomically (temp file in the run directory, fsync, rename) and
+    removed when the last proposal is withdrawn, so the link dangles (no nameserver
+    from us) while there is none, and after the service stops (systemd removes the run
+    directory).  The parent writes nothing outside its run directory;
+  - **in place** (anything else): the existing file is rewritten, never replaced.  The
+    parent may write that one file and create nothing in its directory: a new file in
+    /etc (``/etc/ld.so.preload``) is out of its reach.  The new text, padded with
+    newlines to the old length, goes out in one write at offset 0, then the padding is
+    cut: a reader sees the old text or the new one (with or without blank lines at the
+    end), never a mix of their lines.  What rename gave and this does not: after a
+    power cut in the middle, the file may hold part of each; and a reader racing the
+    kernel's copy of those few hundred bytes could see a torn line.  Acceptable for a
+    file that is rewritten only when a lease's DNS changes, and that resolvers read
+    again at their next lookup.  A resolv.conf that does not exist is not created (log
+    line at start-up), and one replaced by another file while the daemon runs is left
+    alone until it restarts (the sandbox names the file it started with).
+
+  Proposals of several interfaces are merged in first-come order: at most 3 nameservers
+  (glibc's MAXNS), ``search`` = each interface's domain then its search list,
+  duplicates dropped; ``options`` lines of the original file are kept.  The file as it
+  was before our first write is restored when the last interface withdraws.  If someone
+  else rewrites the file while we own it, we back off: no more writes and no restore
+  over their file until every proposal is withdrawn; a later proposal then starts afresh.
 * ``none``: do nothing (e.g. the admin manages DNS by hand).
 
-Subprocesses get a fixed argv (the executable resolved at startup), a minimal
-environment and a timeout; a failure is raised as OSError for the parent to log.
-Domain names come from the network and stay data: resolvconf reads them on stdin, and
-resolvectl gets ``--`` before its arguments, so a name such as ``--help`` or ``-i`` is a
-name to its getopt, not an option.  A name that starts with ``~`` is dropped: resolved
-would take it as a routing-only domain (``~.`` would route every query to this link's
-servers, a VPN's included).
+In the ``resolvconf`` and ``resolved`` modes the programs are run by the DNS helper
+process (:mod:`dhcpleased.dnshelper`), spawned before the parent's sandbox: the parent
+itself never executes anything.  It sends the helper a checked request and logs the
+failure the helper answers.  Domain names come from the network and stay data:
+resolvconf reads them on stdin, resolvectl gets ``--`` before its arguments, so a name
+such as ``--help`` or ``-i`` is a name to its getopt, not an option.  A name that starts
+with ``~`` is dropped: resolved would take it as a routing-only domain (``~.`` would
+route every query to this link's servers, a VPN's included).
 """
 
 from __future__ import annotations
@@ -40,23 +59,25 @@ import errno
 import logging
 import os
 import shutil
+import signal
+import socket
 import stat
-import tempfile
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 from typing import Final
 
-from dhcpleased import defs
+from dhcpleased import defs, dnshelper
+from dhcpleased.dnshelper import HEADER, HELPER_MODES, SAFE_PATH, TIMEOUT, Request
 
 log = logging.getLogger("dhcpleased.resolver")
 
-HEADER: Final = "# Generated by dhcpleased\n"
 MAXNS: Final = 3  # glibc reads at most three nameserver lines
 MODES: Final = ("resolvconf", "resolved", "file", "none")
 RESOLVED_SOCKET: Final = "/run/systemd/resolve/io.systemd.Resolve"
-SAFE_PATH: Final = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-TIMEOUT: Final = 10.0
+LINKED_NAME: Final = "resolv.conf"  # /etc/resolv.conf -> /run/dhcpleased/resolv.conf
+HELPER_EXIT_WAIT: Final = 3.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,23 +92,17 @@ class Proposal:
 
 @dataclass(frozen=True, slots=True)
 class _Original:
-    """resolv.conf before our first write: kind "file", "symlink" or "absent"."""
+    """resolv.conf (or the linked file) before our first write: "file" or "absent"."""
 
     kind: str
     content: bytes = b""
     mode: int = 0o644
-    target: str = ""
-
-
-def _clean(name: str) -> str:
-    """Domain names come from the network via the engine: keep them one plain token."""
-    return "".join(c for c in name if c.isprintable() and not c.isspace())
 
 
 def _names(p: Proposal) -> list[str]:
     """The proposal's domains as they may be handed on, in order, without duplicates."""
     names = []
-    for name in dict.fromkeys(map(_clean, p.domains())):
+    for name in dict.fromkeys(map(dnshelper.clean, p.domains())):
         if name.startswith("~"):
             log.warning("ignoring domain name %s: it would be a routing domain", name)
         elif name:
@@ -95,14 +110,9 @@ def _names(p: Proposal) -> list[str]:
     return names
 
 
-def render_fragment(p: Proposal, *, header: bool = True) -> str:
+def render_fragment(p: Proposal) -> str:
     """One interface's resolv.conf text (what resolvconf -a reads)."""
-    lines = [HEADER] if header else []
-    domains = _names(p)
-    if domains:
-        lines.append("search " + " ".join(domains) + "\n")
-    lines.extend(f"nameserver {ns}\n" for ns in p.nameservers)
-    return "".join(lines)
+    return dnshelper.render_fragment(p.nameservers, tuple(_names(p)))
 
 
 def render_merged(proposals: Sequence[Proposal], options: Sequence[str] = ()) -> str:
@@ -134,6 +144,15 @@ def detect_mode(path: str, resolved_socket: str = RESOLVED_SOCKET) -> str:
     return "file"
 
 
+def file_target(resolv_conf: str, run_dir: str = defs.RUN_DIR) -> tuple[str, bool]:
+    """(the file the file mode writes, True if it is the linked one, written by rename)."""
+    if os.path.islink(resolv_conf):
+        real = os.path.realpath(resolv_conf)
+        if real == os.path.join(os.path.realpath(run_dir), LINKED_NAME):
+            return real, True
+    return resolv_conf, False
+
+
 class Resolver:
     """Where the parent's PROPOSE_RDNS / WITHDRAW_RDNS go."""
 
@@ -145,6 +164,7 @@ class Resolver:
         path: str | None = None,
         resolved_socket: str = RESOLVED_SOCKET,
         timeout: float = TIMEOUT,
+        run_dir: str = defs.RUN_DIR,
     ) -> None:
         self.resolv_conf = resolv_conf
         self.path = path if path is not None else os.environ.get("PATH") or SAFE_PATH
@@ -153,17 +173,50 @@ class Resolver:
             raise ValueError(f"unknown DNS mode {self.mode!r}")
         self.timeout = timeout
         self.proposals: dict[str, Proposal] = {}  # insertion order = first-come order
-        self._exe: dict[str, str] = {}
-        for tool in ("resolvconf",) if self.mode == "resolvconf" else ("resolvectl",):
+        self.exe = ""
+        if self.mode in HELPER_MODES:
+            tool = "resolvconf" if self.mode == "resolvconf" else "resolvectl"
             found = shutil.which(tool, path=self.path)
-            if found is not None:
-                self._exe[tool] = os.path.abspath(found)
-        if self.mode in ("resolvconf", "resolved") and not self._exe:
-            raise ValueError(f"DNS mode {self.mode}: executable not found on PATH")
+            if found is None:
+                raise ValueError(f"DNS mode {self.mode}: executable not found on PATH")
+            self.exe = os.path.abspath(found)
+        self.target, self.linked = file_target(resolv_conf, run_dir)
+        self.helper: Helper | None = None
         self._lock = asyncio.Lock()
         self._original: _Original | None = None  # set while we own the file
         self._written: bytes | None = None  # what we last wrote
         self._backed_off = False
+
+    def writable(self) -> tuple[list[str], list[str]]:
+        """(files rewritten in place, directories written by rename): all the parent's
+        sandbox lets it write for DNS."""
+        if self.mode != "file":
+            return [], []
+        if self.linked:
+            return [], [os.path.dirname(self.target)]
+        if not os.path.isfile(self.target):
+            log.warning(
+                "%s does not exist: DNS from leases cannot be written (create it, or link "
+                "it to %s)", self.resolv_conf, os.path.join(defs.RUN_DIR, LINKED_NAME)
+            )  # fmt: skip
+            return [], []
+        return [self.target], []
+
+    # --- the helper process -----------------------------------------------------------------
+    def start(self, lost: Callable[[str], None]) -> None:
+        """Spawn the DNS helper (resolvconf, resolved modes) before the parent's sandbox;
+        ``lost`` hears of its death."""
+        if self.mode in HELPER_MODES and self.helper is None:
+            self.helper = Helper(self.mode, self.exe, self.resolv_conf, lost, self.timeout)
+
+    async def started(self) -> None:
+        """Once the helper reports its sandbox (OSError if it never does)."""
+        if self.helper is not None:
+            await self.helper.up()
+
+    async def close(self) -> None:
+        if self.helper is not None:
+            await self.helper.close()
 
     # --- public API -----------------------------------------------------------------------
     async def propose(
@@ -176,13 +229,9 @@ class Resolver:
         p = Proposal(tuple(nameservers), domain, tuple(search))
         async with self._lock:
             self.proposals[ifname] = p
-            if self.mode == "resolvconf":
-                await self._run(
-                    "resolvconf", ["-a", ifname + defs.RESOLVCONF_SUFFIX], render_fragment(p)
-                )
-            elif self.mode == "resolved":
-                await self._run("resolvectl", ["dns", ifname, *map(str, p.nameservers)])
-                await self._run("resolvectl", ["domain", ifname, *(_names(p) or [""])])
+            if self.mode in HELPER_MODES:
+                servers = p.nameservers[: defs.MAX_RDNS_COUNT]
+                await self._ask(Request(dnshelper.OP_PROPOSE, ifname, servers, tuple(_names(p))))
             elif self.mode == "file":
                 self._update_file()
 
@@ -190,54 +239,34 @@ class Resolver:
         """Take ifname's DNS back; in file mode restore the original after the last one."""
         async with self._lock:
             had = self.proposals.pop(ifname, None) is not None
-            if self.mode == "resolvconf":
-                await self._run("resolvconf", ["-d", ifname + defs.RESOLVCONF_SUFFIX, "-f"])
-            elif self.mode == "resolved" and had:  # never revert what others set
-                await self._run("resolvectl", ["revert", ifname])
+            # resolvconf -d -f is harmless for a record that is not there; resolved's
+            # revert would undo what others set on the link
+            if self.mode == "resolvconf" or (self.mode == "resolved" and had):
+                await self._ask(Request(dnshelper.OP_WITHDRAW, ifname))
             elif self.mode == "file" and had:
                 self._update_file()
 
-    # --- subprocess modes -----------------------------------------------------------------
-    async def _run(self, tool: str, args: list[str], stdin: str | None = None) -> None:
-        if args[1].startswith("-"):  # an interface name must never read as an option
-            raise OSError(errno.EINVAL, f"{tool}: refusing interface name {args[1]!r}")
-        # "--": what follows is data to resolvectl's getopt (resolvconf takes no name)
-        argv = [self._exe[tool], *(["--"] if tool == "resolvectl" else []), *args]
-        env = {"PATH": SAFE_PATH, "LC_ALL": "C"}
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-            env=env,
-            cwd="/",
-        )
+    async def _ask(self, req: Request) -> None:
         try:
-            _, err = await asyncio.wait_for(
-                proc.communicate(stdin.encode() if stdin is not None else None), self.timeout
-            )
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            await proc.wait()
-            raise OSError(errno.ETIMEDOUT, f"{tool} {' '.join(args)}: timed out") from None
-        if proc.returncode != 0:
-            msg = err.decode(errors="replace").strip().splitlines()
-            raise OSError(
-                errno.EIO,
-                f"{tool} {' '.join(args)}: exit {proc.returncode}"
-                + (f": {msg[-1]}" if msg else ""),
-            )
+            data = req.pack()
+        except ValueError as e:  # e.g. an interface name that reads as an option
+            raise OSError(errno.EINVAL, f"{self.mode}: {e}") from None
+        if self.helper is None:
+            raise OSError(errno.ENOTCONN, f"{self.mode}: the DNS helper is not running")
+        await self.helper.ask(data)
 
     # --- file mode ------------------------------------------------------------------------
     def _read_current(self) -> _Original:
+        """The file as it is now; never blocks on, nor reads, anything but a regular file."""
+        flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
         try:
-            st = os.lstat(self.resolv_conf)
+            fd = os.open(self.target, flags)
         except FileNotFoundError:
             return _Original("absent")
-        if stat.S_ISLNK(st.st_mode):
-            return _Original("symlink", target=os.readlink(self.resolv_conf))
-        with open(self.resolv_conf, "rb") as f:
+        with open(fd, "rb") as f:
+            st = os.fstat(f.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                raise OSError(errno.EINVAL, f"{self.target}: not a regular file")
             return _Original("file", f.read(), stat.S_IMODE(st.st_mode))
 
     def _update_file(self) -> None:
@@ -245,13 +274,15 @@ class Resolver:
         if self._original is None:
             if not self.proposals:
                 return
+            if current.kind == "absent" and not self.linked:
+                raise OSError(errno.ENOENT, f"{self.target}: no such file, not created")
             if current.kind == "file" and current.content.startswith(HEADER.encode()):
                 # left behind by an earlier instance: the real original is unknown
                 current = _Original("file", HEADER.encode() + _options(current.content))
             self._original = current
             self._backed_off = False
         elif not self._backed_off and (current.kind != "file" or current.content != self._written):
-            log.warning("%s changed by someone else, leaving it alone", self.resolv_conf)
+            log.warning("%s changed by someone else, leaving it alone", self.target)
             self._backed_off = True
         if not self.proposals:
             original, self._original, self._written = self._original, None, None
@@ -264,25 +295,21 @@ class Resolver:
         options = _options(self._original.content).decode(errors="replace").splitlines()
         data = render_merged(list(self.proposals.values()), options).encode()
         if data != self._written:
-            _write_atomic(self.resolv_conf, data, 0o644)
+            self._write(data, 0o644)
             self._written = data
+
+    def _write(self, data: bytes, mode: int) -> None:
+        if self.linked:
+            write_atomic(self.target, data, mode)
+        else:
+            _write_in_place(self.target, data)
 
     def _restore(self, original: _Original) -> None:
         if original.kind == "file":
-            _write_atomic(self.resolv_conf, original.content, original.mode)
-        elif original.kind == "symlink":
-            tmp = f"{self.resolv_conf}.dhcpleased-{os.getpid()}"
+            self._write(original.content, original.mode)
+        elif self.linked:
             with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            os.symlink(original.target, tmp)
-            try:
-                os.rename(tmp, self.resolv_conf)
-            except OSError:
-                os.unlink(tmp)
-                raise
-        else:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.resolv_conf)
+                os.unlink(self.target)
 
 
 def _options(content: bytes) -> bytes:
@@ -292,51 +319,143 @@ def _options(content: bytes) -> bytes:
     )
 
 
-def _write_atomic(path: str, data: bytes, mode: int) -> None:
-    """Temp file + fsync + rename; in place when path is a mount point (EBUSY) or when only
-    the file, not its directory, is writable (systemd ReadWritePaths=, Landlock)."""
-    directory = os.path.dirname(path) or "."
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=".resolv.conf.dhcpleased.", dir=directory)
-    except OSError as e:
-        if e.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
-            raise
-        _write_in_place(path, data)
-        return
+def write_atomic(path: str, data: bytes, mode: int) -> None:
+    """A new file beside ``path`` (created with ``mode``: the parent may not chmod),
+    written, fsync'ed and renamed over it: a reader sees the old file or the new one.
+    O_EXCL|O_NOFOLLOW: whatever already sits at a temporary name is never opened."""
+    directory, base = os.path.split(path)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    for _ in range(100):
+        tmp = os.path.join(directory, f".{base}.{os.urandom(6).hex()}")
+        try:
+            fd = os.open(tmp, flags, mode)
+            break
+        except FileExistsError:
+            continue
+    else:
+        raise OSError(errno.EEXIST, f"{directory}: no free temporary name")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-            os.fchmod(f.fileno(), mode)
             f.flush()
             os.fsync(f.fileno())
-        try:
-            os.rename(tmp, path)
-        except OSError as e:
-            if e.errno != errno.EBUSY:
-                raise
-            os.unlink(tmp)
-            _write_in_place(path, data)
-            return
+        os.rename(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    with contextlib.suppress(OSError):
-        dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
 
 
 def _write_in_place(path: str, data: bytes) -> None:
-    """Bind-mounted resolv.conf: overwrite, then cut; readers may see a mix for a moment."""
-    fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    """Rewrite the existing file without replacing it (see the module doc): one write of
+    the new text padded with newlines to the old length, then cut the padding."""
+    fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(errno.EINVAL, f"{path}: not a regular file")
+        padded = data + b"\n" * max(0, st.st_size - len(data))
+        done = os.pwrite(fd, padded, 0)
+        while done < len(padded):  # a regular file takes it whole; just in case
+            done += os.pwrite(fd, padded[done:], done)
         os.ftruncate(fd, len(data))
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+class Helper:
+    """The parent's end of the DNS helper process (:mod:`dhcpleased.dnshelper`)."""
+
+    def __init__(
+        self, mode: str, exe: str, resolv_conf: str, lost: Callable[[str], None], timeout: float
+    ) -> None:
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        argv = [sys.executable, "-I", "-m", "dhcpleased.dnshelper", mode, exe, resolv_conf]
+        try:
+            self.pid = os.posix_spawn(
+                sys.executable,
+                argv,
+                {"PATH": SAFE_PATH, "LC_ALL": "C"},
+                file_actions=[(os.POSIX_SPAWN_DUP2, theirs.fileno(), 3)],
+            )
+        except OSError:
+            mine.close()
+            raise
+        finally:
+            theirs.close()
+        mine.setblocking(False)
+        self.sock = mine
+        self.pidfd = os.pidfd_open(self.pid)
+        self.status: int | None = None
+        self.lost = lost
+        # the helper answers within its timeout per program (two for resolved), plus
+        # the kill of a program that overran
+        self.wait = 2 * timeout + 5.0
+        self.closing = False
+        asyncio.get_running_loop().add_reader(self.pidfd, self._reap)
+
+    def _reap(self) -> None:
+        asyncio.get_running_loop().remove_reader(self.pidfd)
+        try:
+            _, self.status = os.waitpid(self.pid, 0)
+        except ChildProcessError:
+            self.status = 0
+        os.close(self.pidfd)
+        if not self.closing:
+            self.lost(f"DNS helper {exit_how(self.status)}")
+
+    async def _reply(self) -> tuple[int, str]:
+        loop = asyncio.get_running_loop()
+        try:
+            data = await asyncio.wait_for(
+                loop.sock_recv(self.sock, dnshelper.MAX_REPLY + 1), self.wait
+            )
+        except TimeoutError:
+            data = None
+        except OSError as e:
+            data = None
+            log.debug("DNS helper channel: %s", e)
+        if not data:
+            why = "DNS helper did not answer" if data is None else "DNS helper closed its channel"
+            self.lost(why)
+            raise OSError(errno.EPIPE, why)
+        try:
+            return dnshelper.unpack_reply(data)
+        except ValueError as e:
+            self.lost(f"DNS helper sent a bad reply: {e}")
+            raise OSError(errno.EPROTO, str(e)) from None
+
+    async def up(self) -> None:
+        status, _ = await self._reply()
+        if status != dnshelper.UP:
+            self.lost("DNS helper answered before its sandbox was up")
+            raise OSError(errno.EPROTO, "DNS helper out of step")
+
+    async def ask(self, request: bytes) -> None:
+        await asyncio.get_running_loop().sock_sendall(self.sock, request)
+        status, text = await self._reply()
+        if status == dnshelper.FAILED:
+            raise OSError(errno.EIO, text)
+        if status != dnshelper.DONE:
+            self.lost("DNS helper out of step")
+            raise OSError(errno.EPROTO, "DNS helper out of step")
+
+    async def close(self) -> None:
+        """Close the channel (the helper exits on EOF), wait for it, SIGKILL if it lingers."""
+        self.closing = True
+        self.sock.close()
+        deadline = asyncio.get_running_loop().time() + HELPER_EXIT_WAIT
+        while self.status is None:
+            if asyncio.get_running_loop().time() > deadline:
+                with contextlib.suppress(OSError):
+                    signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
+                deadline += HELPER_EXIT_WAIT
+            await asyncio.sleep(0.02)
+
+
+def exit_how(status: int) -> str:
+    """A wait status as the parent's log says it."""
+    if os.WIFSIGNALED(status):
+        return f"terminated by signal {os.WTERMSIG(status)}"
+    return f"exited with status {os.waitstatus_to_exitcode(status)}"

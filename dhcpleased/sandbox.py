@@ -19,12 +19,20 @@ logging exist and before they read an untrusted byte (:func:`enter_child`):
    own syscalls.  Any other syscall kills the process.
 
 The parent (:func:`enter_parent`), after it has spawned the children (they need root's
-capabilities to drop their own) and opened what it needs: capabilities reduced to
-:data:`PARENT_CAPS`, no_new_privs, Landlock limited to reading the config file's
-directory (:func:`conf_dirs`: saving by rename replaces the file), the lease directory,
-the Python import path (read only: lazy imports, lark's grammar on SIGHUP) and what
-the DNS hand-off writes or executes.  It stays uid 0 so the files it writes stay root's,
-and gets no seccomp filter: it opens packet sockets on demand.
+capabilities to drop their own) and the DNS helper, and opened what it needs:
+capabilities reduced to :data:`PARENT_CAPS`, no_new_privs, Landlock limited to reading
+the config file's directory (:func:`conf_dirs`: saving by rename replaces the file), the
+directories its modules came from (:func:`import_dirs`: tracebacks, lark's grammar on
+SIGHUP) and its own status file, and writing the lease directory and what the file DNS
+mode writes (resolv.conf itself, or the run directory for the linked one), last its
+seccomp allowlist (``seccomp.parent_policy``: no exec, fork, memfd_create; sockets by
+family; no destination of its own on a unix socket).  It stays uid 0 so the files it
+writes stay root's.
+
+The DNS helper (:func:`enter_dns_helper`, resolvconf and resolved modes): named
+``dhcp-dns``, uid 0 with CAP_NET_ADMIN or nothing, no_new_privs, Landlock read and
+execute everywhere, write only where resolvconf and its hooks write; no seccomp (the
+programs it runs would inherit it).
 
 A kernel without Landlock or seccomp gets one warning line from the parent and the
 daemon runs; a sandbox the kernel supports but refuses is fatal.  With
@@ -41,10 +49,12 @@ import faulthandler
 import os
 import pwd
 import signal
+import socket
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Final
 
@@ -55,12 +65,11 @@ PR_SET_NAME: Final = 15
 PR_SET_NO_NEW_PRIVS: Final = 38
 TRAP_ENV: Final = "DHCPLEASED_SECCOMP_TRAP"
 
-# CAP_NET_ADMIN: addresses and routes (rtnetlink), and resolvectl's call to
-#   systemd-resolved, which accepts CAP_NET_ADMIN in place of polkit;
+# CAP_NET_ADMIN: addresses and routes (rtnetlink), IFF_UP on request;
 # CAP_NET_RAW: the AF_PACKET socket per interface and SO_BINDTODEVICE on the UDP socket;
 # CAP_NET_BIND_SERVICE: binding the UDP socket to port 68 for unicast renewals.
-# The DNS hand-off needs no capability of its own: the parent stays uid 0, the owner of
-# /etc/resolv.conf and of resolvconf's files.
+# The DNS hand-off needs none of these: the parent stays uid 0, the owner of
+# /etc/resolv.conf, and the DNS helper keeps what resolvectl needs (DNS_HELPER_CAPS).
 PARENT_CAPS: Final = (caps.CAP_NET_ADMIN, caps.CAP_NET_RAW, caps.CAP_NET_BIND_SERVICE)
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -218,7 +227,8 @@ def child_landlock(abi: int) -> None:
 
 
 def child_seccomp(role: str, program: bytes | None = None, *, trap: bool = False) -> None:
-    """Install the role's allowlist (built beforehand if ``program`` is given)."""
+    """Install the role's allowlist (built beforehand if ``program`` is given); the
+    parent's too, despite the name."""
     if program is None:
         program = seccomp.build(role, trap=trap)
     if trap:
@@ -281,13 +291,10 @@ LEASE_DIR_RIGHTS: Final = (
     | landlock.MAKE_BLOCK
     | landlock.MAKE_SOCK
 )
-# resolv.conf is replaced by temp file + rename in its directory and restored (maybe as
-# the symlink it was): Landlock cannot name a file that does not exist yet, so this is
-# the whole directory's regular files; uid 0 without CAP_DAC_OVERRIDE narrows it to
-# files root may write anyway.
-RESOLV_DIR_RIGHTS: Final = LEASE_RIGHTS | landlock.MAKE_SYM
-# resolvconf(8) and its hooks: write /etc and /run; everything else read + execute only.
-HOOK_WRITE_RIGHTS: Final = RESOLV_DIR_RIGHTS | landlock.MAKE_DIR | landlock.REMOVE_DIR
+# resolv.conf rewritten in place: that one file, nothing beside it (resolver.py)
+IN_PLACE_RIGHTS: Final = landlock.READ_FILE | landlock.WRITE_FILE | landlock.TRUNCATE
+# the linked resolv.conf, written by rename in the run directory: regular files only
+LINKED_DIR_RIGHTS: Final = LEASE_RIGHTS
 
 
 def conf_dirs(conffile: str) -> list[str]:
@@ -297,45 +304,106 @@ def conf_dirs(conffile: str) -> list[str]:
     Landlock rule names an inode: a rule on the file itself would deny every reload
     after the first such save.  So the rule is READ_FILE (not READ_DIR: no listing) on
     the directory.  The cost: the parent can read any file there it can name, e.g.
-    /etc/shadow for the default path.  Measured against the other rules (see the
-    tests): with the default paths and any DNS mode the daemon picks itself (file,
-    resolved, resolvconf) the parent can already read all of /etc, so this adds nothing;
-    only ``none`` mode or a resolv.conf outside /etc make it new.  A config kept in a
-    directory of its own (``-f /etc/dhcpleased/dhcpleased.conf``) confines it.  No
-    descriptor opened beforehand helps: Landlock checks the file opened, not the path.
+    /etc/shadow for the default path; it is the one place outside its own files where
+    the parent can read.  A config kept in a directory of its own (``-f
+    /etc/dhcpleased/dhcpleased.conf``) confines it.  No descriptor opened beforehand
+    helps: Landlock checks the file opened, not the path.
     """
     found = os.path.dirname(conffile) or "."
     target = os.path.dirname(os.path.realpath(conffile))  # a symlinked config: its dir too
     return list(dict.fromkeys((found, target)))
 
 
+def import_dirs(modules: Iterable[object] | None = None) -> list[str]:
+    """The directories the loaded modules came from, outermost only: what a traceback's
+    source lines, lark's grammar on SIGHUP and a late import may read.
+
+    Not ``sys.path``: ``python -m dhcpleased`` puts the working directory there (``/``
+    for a daemon started from the root), and a rule on it would open everything.
+    """
+    found = set()
+    for module in list(sys.modules.values()) if modules is None else modules:
+        path = getattr(module, "__file__", None)
+        if isinstance(path, str) and os.path.isabs(path):
+            found.add(os.path.dirname(path))
+    outer: list[str] = []
+    for d in sorted(found, key=len):
+        if not any(d == o or d.startswith(o.rstrip("/") + "/") for o in outer):
+            outer.append(d)
+    return sorted(outer)
+
+
 def parent_rules(
-    conffile: str, dns_mode: str, resolv_conf: str = defs.RESOLV_CONF
+    conffile: str, dns_files: Sequence[str] = (), dns_dirs: Sequence[str] = ()
 ) -> list[tuple[str, int]]:
-    """(path, rights) the parent keeps; paths that do not exist are left out by the caller."""
+    """(path, rights) the parent keeps; paths that do not exist are left out by the caller.
+
+    ``dns_files``/``dns_dirs``: what the file DNS mode writes (Resolver.writable): the
+    existing resolv.conf in place, or the run directory for the linked one.  The other
+    modes write nothing here: the DNS helper does.
+    """
     rules = [(d, landlock.READ_FILE) for d in conf_dirs(conffile)]
     rules.append((defs.LEASE_DIR, LEASE_DIR_RIGHTS))
     rules.append(("/proc/self/status", landlock.READ_FILE))  # dhcpleasectl -p reads it
-    rules += [(p, landlock.READ) for p in dict.fromkeys(sys.path) if p and os.path.isdir(p)]
-    if dns_mode == "file":
-        rules.append((os.path.dirname(resolv_conf) or ".", RESOLV_DIR_RIGHTS))
-    elif dns_mode in ("resolvconf", "resolved"):
-        rules.append(("/", landlock.READ | landlock.EXECUTE))
-        rules.append((os.devnull, landlock.READ_FILE | landlock.WRITE_FILE))
-        if dns_mode == "resolvconf":
-            rules += [("/etc", HOOK_WRITE_RIGHTS), ("/run", HOOK_WRITE_RIGHTS)]
+    rules += [(d, landlock.READ) for d in import_dirs()]
+    rules += [(f, IN_PLACE_RIGHTS) for f in dns_files]
+    rules += [(d, LINKED_DIR_RIGHTS) for d in dns_dirs]
     return rules
 
 
-def enter_parent(conffile: str, dns_mode: str, resolv_conf: str = defs.RESOLV_CONF) -> None:
-    """Restrict the running parent: capabilities, no_new_privs, Landlock (see module doc)."""
-    global STATUS
+def _restrict(ruleset: landlock.Ruleset, rules: Iterable[tuple[str, int]]) -> None:
+    """Add the rules whose path exists, then enforce; SandboxError if the kernel refuses."""
+    try:
+        try:
+            for path, rights in rules:
+                if os.path.exists(path):
+                    ruleset.allow_path(path, rights)
+        except BaseException:
+            ruleset.close()
+            raise
+        ruleset.restrict()
+    except OSError as e:
+        raise SandboxError(f"Landlock: {e.strerror or e}") from None
+
+
+def unix_sockets() -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(SEQPACKET, DGRAM) unix sockets this process holds now: the parent's filter lets
+    it sendmsg on the first (its channels) and never connect the second elsewhere."""
+    seqpacket, dgram = [], []
+    for entry in os.listdir("/proc/self/fd"):
+        try:
+            sock = socket.socket(fileno=int(entry))
+        except (OSError, ValueError):  # not a socket, or listdir's own descriptor
+            continue
+        try:
+            if sock.family == socket.AF_UNIX and sock.type == socket.SOCK_SEQPACKET:
+                seqpacket.append(sock.fileno())
+            elif sock.family == socket.AF_UNIX and sock.type == socket.SOCK_DGRAM:
+                dgram.append(sock.fileno())
+        finally:
+            sock.detach()
+    return tuple(sorted(seqpacket)), tuple(sorted(dgram))
+
+
+def enter_parent(
+    conffile: str, dns_files: Sequence[str] = (), dns_dirs: Sequence[str] = ()
+) -> None:
+    """Restrict the running parent: capabilities, no_new_privs, Landlock, seccomp (see
+    the module doc).  Its descriptors, imports and loop exist; nothing is opened lazily."""
+    global STATUS, _modules_at_entry
     if not single_threaded():
         raise SandboxError("the parent has more than one thread: capset would miss some")
     abi, has_seccomp = kernel_support()
     warning = missing_features(abi, has_seccomp)
     if warning is not None:
         log.warning("sandbox: %s", warning)
+    trap = os.environ.get(TRAP_ENV) == "1"
+    channels, datagrams = unix_sockets()
+    policy = seccomp.parent_policy(channels, datagrams)
+    if trap:  # faulthandler's handler runs on an alternate stack, freed at exit
+        policy = {**policy, "sigaltstack": ()}
+    program = seccomp.build("main", trap=trap, policy=policy)
+    warm_up()
     try:
         caps.keep_only(PARENT_CAPS)
     except OSError as e:
@@ -347,14 +415,60 @@ def enter_parent(conffile: str, dns_mode: str, resolv_conf: str = defs.RESOLV_CO
         abstract = not os.environ.get("NOTIFY_SOCKET", "").startswith("@")
         try:
             ruleset = landlock.Ruleset(abi, scope_signal=False, scope_abstract=abstract)
-            try:
-                for path, rights in parent_rules(conffile, dns_mode, resolv_conf):
-                    if os.path.exists(path):
-                        ruleset.allow_path(path, rights)
-            except BaseException:
-                ruleset.close()
-                raise
-            ruleset.restrict()
         except OSError as e:
             raise SandboxError(f"Landlock: {e.strerror or e}") from None
-    STATUS = replace(STATUS, role="main", landlock_abi=abi, landlock_applied=abi > 0)
+        _restrict(ruleset, parent_rules(conffile, dns_files, dns_dirs))
+    if has_seccomp:
+        child_seccomp("main", program, trap=trap)
+    STATUS = SandboxStatus("main", abi, abi > 0, has_seccomp, trap and has_seccomp)
+    _modules_at_entry = frozenset(sys.modules)
+
+
+# --- the DNS helper ---------------------------------------------------------------------------
+
+# resolvectl's call to systemd-resolved: CAP_NET_ADMIN in place of polkit; resolvconf and
+# its hooks need no capability (uid 0 owns their files)
+DNS_HELPER_CAPS: Final = {"resolved": (caps.CAP_NET_ADMIN,), "resolvconf": ()}
+# resolvconf(8) and its hooks: their state beneath /run (/run/resolvconf, dnsmasq's
+# /run/dnsmasq, ...), and resolv.conf's own file, which openresolv rewrites in place
+HOOK_WRITE_RIGHTS: Final = (
+    LEASE_RIGHTS | landlock.MAKE_SYM | landlock.MAKE_DIR | landlock.REMOVE_DIR
+)
+
+
+def dns_helper_rules(mode: str, resolv_conf: str = defs.RESOLV_CONF) -> list[tuple[str, int]]:
+    """(path, rights) of the DNS helper: read and execute everything, write almost nothing."""
+    rules = [("/", landlock.READ | landlock.EXECUTE)]
+    rules.append((os.devnull, landlock.READ_FILE | landlock.WRITE_FILE))
+    if mode == "resolvconf":
+        rules += [("/run", HOOK_WRITE_RIGHTS), (resolv_conf, IN_PLACE_RIGHTS)]
+    return rules
+
+
+def enter_dns_helper(mode: str, resolv_conf: str = defs.RESOLV_CONF) -> None:
+    """The helper's own sandbox (dnshelper.py): names, capabilities, no_new_privs, Landlock.
+
+    Signals are not scoped: a resolvconf hook may signal a daemon to reload.  No seccomp:
+    the programs it runs would inherit the list (see dnshelper.py).
+    """
+    global STATUS
+    if mode not in DNS_HELPER_CAPS:
+        raise SandboxError(f"no DNS helper for mode {mode!r}")
+    set_procname("dns")
+    set_proctitle("dhcpleased: dns helper")
+    if not single_threaded():
+        raise SandboxError("a thread exists before the sandbox")
+    abi = landlock.abi_version()
+    if os.geteuid() == 0:
+        try:
+            caps.keep_only(DNS_HELPER_CAPS[mode])
+        except OSError as e:
+            raise SandboxError(f"capabilities: {e.strerror or e}") from None
+    _prctl(PR_SET_NO_NEW_PRIVS, 1)
+    if abi:
+        try:
+            ruleset = landlock.Ruleset(abi, scope_signal=False)
+        except OSError as e:
+            raise SandboxError(f"Landlock: {e.strerror or e}") from None
+        _restrict(ruleset, dns_helper_rules(mode, resolv_conf))
+    STATUS = replace(STATUS, role="dns", landlock_abi=abi, landlock_applied=abi > 0)

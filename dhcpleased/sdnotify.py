@@ -3,9 +3,10 @@
 The protocol is one datagram of ``KEY=value`` lines sent to the AF_UNIX socket named by
 ``$NOTIFY_SOCKET`` (a leading ``@`` means the abstract namespace).  The socket is created
 and connected once, when the parent starts, before any sandbox goes up: afterwards a
-notification is a single ``sendmsg`` on a descriptor the parent already holds, the call
-its imsg channels make anyway.  Without ``$NOTIFY_SOCKET`` (not under systemd) every
-call is a no-op; a notification that cannot be delivered is dropped, never fatal.
+notification is a single ``send`` on a descriptor the parent already holds (``sendto``
+without an address: the parent's seccomp list admits no other, and no ``connect`` on
+this socket).  Without ``$NOTIFY_SOCKET`` (not under systemd) every call is a no-op; a
+notification that cannot be delivered is dropped, never fatal.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ class Notifier:
         if self.sock is None:
             return False
         try:
-            self.sock.sendmsg(["\n".join(fields).encode()])
+            self.sock.send("\n".join(fields).encode())
         except OSError as e:
             log.debug("sd_notify: %s", e.strerror)
             return False

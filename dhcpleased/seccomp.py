@@ -31,6 +31,7 @@ BPF_RET_K: Final = 0x06
 SECCOMP_RET_KILL_PROCESS: Final = 0x80000000
 SECCOMP_RET_TRAP: Final = 0x00030000
 SECCOMP_RET_ALLOW: Final = 0x7FFF0000
+SECCOMP_RET_ERRNO: Final = 0x00050000
 
 SECCOMP_SET_MODE_FILTER: Final = 1
 SECCOMP_GET_ACTION_AVAIL: Final = 2
@@ -84,9 +85,25 @@ class Arch:
     x32_bit: bool
 
 
+# the parent's calls beyond the children's (glibc calls rename and unlink on x86_64,
+# renameat and unlinkat on aarch64, which has no others)
+_X86_64_PARENT: Final = {
+    "socket": 41, "connect": 42, "getpeername": 52, "sigaltstack": 131, "bind": 49,
+    "shutdown": 48, "setsockopt": 54,
+    "openat": 257, "rename": 82, "unlink": 87,
+    "fsync": 74, "ftruncate": 77, "pwrite64": 18, "wait4": 61, "pidfd_send_signal": 424,
+}  # fmt: skip
+_AARCH64_PARENT: Final = {
+    "socket": 198, "connect": 203, "getpeername": 205, "sigaltstack": 132, "bind": 200,
+    "shutdown": 210, "setsockopt": 208,
+    "openat": 56, "renameat": 38, "unlinkat": 35, "fsync": 82, "ftruncate": 46,
+    "pwrite64": 68, "wait4": 260, "pidfd_send_signal": 424,
+}  # fmt: skip
+ONLY_SOME_ARCHES: Final = frozenset({"epoll_wait", "rename", "unlink", "renameat", "unlinkat"})
+
 ARCHES: Final = {
-    "x86_64": Arch("x86_64", AUDIT_ARCH_X86_64, _X86_64, True),
-    "aarch64": Arch("aarch64", AUDIT_ARCH_AARCH64, _AARCH64, False),
+    "x86_64": Arch("x86_64", AUDIT_ARCH_X86_64, {**_X86_64, **_X86_64_PARENT}, True),
+    "aarch64": Arch("aarch64", AUDIT_ARCH_AARCH64, {**_AARCH64, **_AARCH64_PARENT}, False),
 }
 
 
@@ -122,10 +139,21 @@ Rule = tuple[ArgIn, ...]  # all must hold; () = allowed unconditionally
 
 
 @dataclass(frozen=True, slots=True)
+class Refuse:
+    """Fail with ``errno`` (not kill) when ``rule`` holds: for a probe that a library
+    makes and recovers from, e.g. glibc trying AF_UNIX before AF_INET for an ioctl."""
+
+    errno: int
+    rule: Rule
+
+
+@dataclass(frozen=True, slots=True)
 class AnyOf:
-    """Allow if one of ``rules`` holds: for calls whose arguments go together in pairs."""
+    """Allow if one of ``rules`` holds: for calls whose arguments go together in pairs.
+    ``refuse`` is checked first."""
 
     rules: tuple[Rule, ...]
+    refuse: tuple[Refuse, ...] = ()
 
 
 Policy = Mapping[str, Rule | AnyOf]
@@ -217,7 +245,110 @@ FRONTEND: Final[dict[str, Rule | AnyOf]] = {
         )
     ),
 }
-POLICIES: Final[Mapping[str, Policy]] = {"engine": ENGINE, "frontend": FRONTEND}
+
+# --- the parent ------------------------------------------------------------------------------
+#
+# Measured, not guessed: tests/integration/measure_parent.py runs the real daemon under
+# strace -f in the lab (a lease, renewals and a rebind, an interface added by dhcpleasectl,
+# reloads by SIGHUP and dhcpleasectl, a config saved by rename and a broken one, link down
+# and up, a DHCPRELEASE, the file DNS mode in place and linked, the crash report of an
+# exception in the loop, shutdown with release on exit) and lists each call the parent
+# made after its landlock_restrict_self with the arguments a filter can see; the DNS
+# helper's modes were traced in their containers (strace -f -p of the unit's main pid).
+# What the parent cannot do at all: execve, execveat, fork, clone (so no thread either),
+# memfd_create, ptrace, process_vm_*, mount, bpf, init_module, kexec_*, setns, unshare,
+# keyctl, kill, prctl, chmod (even fchmod: it could make a file it can merely read
+# world-writable), chown, link, mknod, socketpair, accept.
+AF_UNIX, AF_INET, AF_NETLINK, AF_PACKET = 1, 2, 16, 17
+SOCK_DGRAM, SOCK_RAW, SOCK_TYPE_MASK = 2, 3, 0xF
+SOCK_CLOEXEC: Final = 0o2000000
+EAFNOSUPPORT: Final = 97
+SOL_IP: Final = 0
+SO_REUSEADDR, SO_TYPE, SO_BROADCAST, SO_RCVBUF = 2, 3, 6, 8
+SO_ATTACH_FILTER, SO_ACCEPTCONN, SO_PROTOCOL, SO_DOMAIN = 26, 30, 38, 39
+SO_LOCK_FILTER, SO_BINDTOIFINDEX = 44, 62
+IP_TOS, IP_TTL, IP_MTU_DISCOVER = 1, 2, 10
+PACKET_AUXDATA: Final = 8
+SIOCGIFINDEX: Final = 0x8933
+
+# The sockets the parent opens after its sandbox, as (family, type, protocol); the type
+# may carry SOCK_NONBLOCK/SOCK_CLOEXEC.  One line per kind: a new kind is one more line.
+PARENT_SOCKETS: Final = (
+    (AF_PACKET, SOCK_RAW, 0),  # bpf.open_bpfsock: protocol 0 until bound, filter locked
+    (AF_INET, SOCK_DGRAM, 0),  # bpf: broadcast and renewal UDP; glibc's if_nametoindex
+)  # (its rtnetlink sockets are opened before the filter: no AF_NETLINK here)
+# (level, name) the parent sets on those sockets (bpf.py), one line per level.
+PARENT_SOCKOPTS: Final = (
+    *((SOL_SOCKET, o) for o in (SO_REUSEADDR, SO_BROADCAST, SO_RCVBUF, SO_ATTACH_FILTER,
+                                SO_LOCK_FILTER, SO_BINDTOIFINDEX)),
+    *((SOL_IP, o) for o in (IP_TOS, IP_TTL, IP_MTU_DISCOVER)),
+    (SOL_PACKET, PACKET_AUXDATA),
+)  # fmt: skip
+# What it reads of a socket: a request token's kind and peer (control.read_request_token,
+# socket(fileno=) asks for the type and protocol); nothing it could change.
+PARENT_GETSOCKOPTS: Final = tuple(
+    (SOL_SOCKET, o) for o in (SO_TYPE, SO_PROTOCOL, SO_DOMAIN, SO_ACCEPTCONN, SO_PEERCRED)
+)
+
+
+# glibc's if_nametoindex/if_indextoname (__opensock) try socket(AF_UNIX, SOCK_DGRAM|
+# SOCK_CLOEXEC, 0) first, then AF_INET: that exact call fails with EAFNOSUPPORT, and any
+# other unix socket kills.  The parent never holds a unix socket it did not have before.
+OPENSOCK_PROBE: Final = Refuse(
+    EAFNOSUPPORT, (ArgIn(0, (AF_UNIX,)), ArgIn(1, (SOCK_DGRAM | SOCK_CLOEXEC,)), ArgIn(2, (0,)))
+)
+
+
+def _pairs(pairs: tuple[tuple[int, int], ...], first: int = 1) -> AnyOf:
+    """args[first], args[first + 1] is one of ``pairs`` (level and name, say)."""
+    return AnyOf(tuple((ArgIn(first, (x,)), ArgIn(first + 1, (y,))) for x, y in pairs))
+
+
+def parent_policy(channels: tuple[int, ...] = (), datagrams: tuple[int, ...] = ()) -> Policy:
+    """The parent's allowlist, given the descriptors it holds at the time it is installed.
+
+    ``channels``: its unix SEQPACKET sockets (the children's channels), the only ones
+    sendmsg may use (it passes descriptors down; seccomp cannot read msg_name, and on a
+    connected SEQPACKET socket there is none).  ``datagrams``: its unix datagram sockets
+    (sd_notify, syslog), which connect() may not aim elsewhere.  No new unix socket can
+    be made (socket() below, no socketpair, no accept, no dup), so these sets hold for
+    the life of the process.  Without them (``dhcpleasectl -p``'s count, the tests), the
+    policy has the same calls.
+    """
+    return {
+        **STDIO,
+        # send() only: sendto with a NULL address, as the frontend (no destination of
+        # its choosing on a datagram socket it holds)
+        "sendto": null(4),
+        "sendmsg": (ArgIn(0, channels or (PARENT_CHANNEL_FD,)),),
+        "connect": (ArgIn(0, datagrams, negate=True),) if datagrams else (),
+        # if_nametoindex/if_indextoname: SIOCGIFINDEX/SIOCGIFNAME, read only
+        "ioctl": (ArgIn(1, (FIONBIO, FIOCLEX, TCGETS, SIOCGIFINDEX, SIOCGIFNAME)),),
+        "socket": AnyOf(
+            tuple(
+                (ArgIn(0, (f,)), ArgIn(1, (t,), mask=SOCK_TYPE_MASK), ArgIn(2, (p,)))
+                for f, t, p in PARENT_SOCKETS
+            ),
+            refuse=(OPENSOCK_PROBE,),
+        ),
+        "bind": (), "shutdown": (),
+        # a socket object collected unclosed warns with its repr, which asks the kernel
+        # for both addresses even when the warning is filtered: read only, own socket
+        "getpeername": (),
+        "setsockopt": _pairs(PARENT_SOCKOPTS),
+        "getsockopt": _pairs(PARENT_GETSOCKOPTS),
+        # leases, resolv.conf, the config on reload, the sources of a traceback: what
+        # Landlock lets it open, rename and remove (parent_rules); paths may be stat'ed
+        "openat": (), "newfstatat": (), "pwrite64": (), "fsync": (), "ftruncate": (),
+        "rename": (), "renameat": (), "unlink": (), "unlinkat": (),
+        # its children and the DNS helper: reaped, and killed if they outstay their exit
+        # (pidfds opened before the filter: no pidfd_open, no kill)
+        "wait4": (), "pidfd_send_signal": (),
+    }  # fmt: skip
+
+
+PARENT: Final = parent_policy()
+POLICIES: Final[Mapping[str, Policy]] = {"engine": ENGINE, "frontend": FRONTEND, "main": PARENT}
 
 
 def names_destination(policy: Policy) -> bool:
@@ -246,8 +377,6 @@ def _alternatives(rule: Rule | AnyOf) -> tuple[Rule, ...]:
 
 Insn = tuple[int, int, int, int]  # struct sock_filter: code, jt, jf, k
 _ALLOW: Final = "allow"
-_DENY: Final = "deny"
-_KILL: Final = "kill"
 
 
 class _Asm:
@@ -277,32 +406,44 @@ class _Asm:
 
 
 def assemble(policy: Policy, arch: Arch, default: int) -> list[Insn]:
-    """The filter program: arch check, one jeq per syscall, then the argument blocks."""
-    unknown = [n for n in policy if n not in arch.table and n not in ("epoll_wait",)]
+    """The filter program: arch check, one jeq per syscall, then the argument blocks.
+
+    Every block ends in its own return, so no jump reaches past a block: a conditional
+    jump spans at most 255 instructions, and a long policy (the parent's) would not fit
+    one program laid out with shared returns at the end.
+    """
+    unknown = [n for n in policy if n not in arch.table and n not in ONLY_SOME_ARCHES]
     if unknown:
         raise ValueError(f"seccomp: unknown syscalls {unknown}")
     a = _Asm()
     a.emit(BPF_LD_W_ABS, OFF_ARCH)
-    a.emit(BPF_JMP_JEQ_K, arch.audit_arch, 0, _KILL)
+    a.emit(BPF_JMP_JEQ_K, arch.audit_arch, 1, 0)
+    a.emit(BPF_RET_K, SECCOMP_RET_KILL_PROCESS)
     a.emit(BPF_LD_W_ABS, OFF_NR)
     if arch.x32_bit:
-        a.emit(BPF_JMP_JSET_K, X32_SYSCALL_BIT, _KILL, 0)
-    checked: list[tuple[str, tuple[Rule, ...]]] = []
+        a.emit(BPF_JMP_JSET_K, X32_SYSCALL_BIT, 0, 1)
+        a.emit(BPF_RET_K, SECCOMP_RET_KILL_PROCESS)
+    checked: list[tuple[str, list[tuple[Rule, int]]]] = []
     for name, rule in policy.items():
         nr = arch.table.get(name)
         if nr is None:  # e.g. epoll_wait does not exist on aarch64
             continue
-        alternatives = _alternatives(rule) if rule else ()
-        target = _ALLOW if not alternatives else f"check_{name}"
-        if alternatives:
-            checked.append((name, alternatives))
-        a.emit(BPF_JMP_JEQ_K, nr, target, 0)
-    a.emit(BPF_JMP_JA, 0, _DENY)
-    for name, alternatives in checked:
+        refuse = rule.refuse if isinstance(rule, AnyOf) else ()
+        tries = [(r.rule, SECCOMP_RET_ERRNO | (r.errno & 0xFFFF)) for r in refuse]
+        tries += [(alt, SECCOMP_RET_ALLOW) for alt in (_alternatives(rule) if rule else ())]
+        if not tries:
+            a.emit(BPF_JMP_JEQ_K, nr, _ALLOW, 0)
+            continue
+        a.emit(BPF_JMP_JEQ_K, nr, 0, 1)
+        a.emit(BPF_JMP_JA, 0, f"check_{name}")
+        checked.append((name, tries))
+    a.emit(BPF_RET_K, default)
+    a.label(_ALLOW)
+    a.emit(BPF_RET_K, SECCOMP_RET_ALLOW)
+    for name, tries in checked:
         a.label(f"check_{name}")
-        for k, alt in enumerate(alternatives):
-            # a failed condition tries the next alternative; after the last one, deny
-            fail = f"check_{name}_or{k + 1}" if k + 1 < len(alternatives) else _DENY
+        for k, (alt, outcome) in enumerate(tries):
+            fail = f"check_{name}_or{k + 1}"  # the next way to pass; after the last, deny
             for n, cond in enumerate(alt):
                 nxt = f"check_{name}_{k}_{n + 1}"
                 a.emit(BPF_LD_W_ABS, arg_low(cond.arg) + (4 if cond.high else 0))
@@ -312,22 +453,19 @@ def assemble(policy: Policy, arch: Arch, default: int) -> list[Insn]:
                     a.emit(BPF_JMP_JEQ_K, v, fail if cond.negate else nxt, 0)
                 a.emit(BPF_JMP_JA, 0, nxt if cond.negate else fail)
                 a.label(nxt)
-            a.emit(BPF_JMP_JA, 0, _ALLOW)
-            if fail != _DENY:
-                a.label(fail)
-    a.label(_ALLOW)
-    a.emit(BPF_RET_K, SECCOMP_RET_ALLOW)
-    a.label(_DENY)
-    a.emit(BPF_RET_K, default)
-    a.label(_KILL)
-    a.emit(BPF_RET_K, SECCOMP_RET_KILL_PROCESS)
+            a.emit(BPF_RET_K, outcome)
+            a.label(fail)
+        a.emit(BPF_RET_K, default)
     return a.resolve()
 
 
-def build(role: str, *, trap: bool = False, arch: Arch | None = None) -> bytes:
-    """The packed program for a child role; ``trap`` makes violations SIGSYS-catchable."""
+def build(
+    role: str, *, trap: bool = False, arch: Arch | None = None, policy: Policy | None = None
+) -> bytes:
+    """The packed program for a role (or ``policy``); ``trap`` makes violations
+    SIGSYS-catchable."""
     default = SECCOMP_RET_TRAP if trap else SECCOMP_RET_KILL_PROCESS
-    prog = assemble(POLICIES[role], arch or native_arch(), default)
+    prog = assemble(POLICIES[role] if policy is None else policy, arch or native_arch(), default)
     return b"".join(struct.pack("=HBBI", *insn) for insn in prog)
 
 

@@ -3,7 +3,7 @@
 A DHCP server chooses options 15 and 119; a name such as ``--help`` handed to resolvectl
 without ``--`` makes it print its help and exit 0 (the proposal silently not applied),
 ``-i`` or ``-x`` make it fail on its command line.  This runs the real resolvectl
-(systemd-resolved's, unpacked by prepare.sh) through resolver.py's own argv path, in the
+(systemd-resolved's, unpacked by prepare.sh) through the DNS helper's own argv path, in the
 lab's mount namespace, whose empty /run has no system bus: a name taken as data gets as
 far as connecting to the bus, which is where it fails.  Nothing reaches a real resolved.
 """
@@ -23,20 +23,21 @@ UNPACKED = "/var/cache/dhcpleased-test/systemd-resolved/usr/bin"  # tests/integr
 NAMES = ("--help", "-h", "--version", "-x", "-i", "--interface=lo", "-4", "--", "ok.test")
 
 RUN = r"""
-import asyncio, sys
-from dhcpleased.resolver import Resolver
+import shutil, sys
+from ipaddress import IPv4Address
+from dhcpleased import dnshelper
 
-async def main() -> None:
-    r = Resolver(mode="resolved", path=sys.argv[1])
-    for name in sys.argv[3:]:
-        try:
-            await r._run("resolvectl", ["domain", sys.argv[2], name])
-        except OSError as e:
-            print(f"{name} -> {e.strerror or e}")
-        else:
-            print(f"{name} -> exit 0")
-
-asyncio.run(main())
+exe = shutil.which("resolvectl", path=sys.argv[1])
+for name in sys.argv[3:]:
+    req = dnshelper.Request(dnshelper.OP_PROPOSE, sys.argv[2], (IPv4Address("192.0.2.1"),), (name,))
+    req.check()
+    argv, stdin = dnshelper.commands("resolved", exe, req)[1]  # resolvectl -- domain IF NAME
+    try:
+        dnshelper.run_tool(argv, stdin)
+    except OSError as e:
+        print(f"{name} -> {e.strerror or e}")
+    else:
+        print(f"{name} -> exit 0")
 """
 
 

@@ -233,11 +233,18 @@ def test_child_without_user_is_fatal(monkeypatch: pytest.MonkeyPatch) -> None:
 
 PARENT_ONLY = r"""
 import errno, os, socket, subprocess, sys
+sys.path.insert(0, "/")  # as "python -m" started from / leaves it: must not matter
 from dhcpleased import defs, sandbox
 
 mode, tmp = sys.argv[1], sys.argv[2]
 defs.LEASE_DIR = f"{tmp}/leases"
-sandbox.enter_parent(f"{tmp}/dhcpleased.conf", mode, f"{tmp}/etc/resolv.conf")
+files, dirs = {"file": ([f"{tmp}/etc/resolv.conf"], []), "linked": ([], [f"{tmp}/run"])}.get(
+    mode, ([], [])
+)
+# Landlock and capabilities alone: the seccomp filter would kill at the first refusal
+# (test_parent_seccomp_* below)
+sandbox.kernel_support = lambda: (sandbox.landlock.abi_version(), False)
+sandbox.enter_parent(f"{tmp}/dhcpleased.conf", files, dirs)
 
 
 def attempt(name, fn):
@@ -249,29 +256,30 @@ def attempt(name, fn):
         print(name, "ok")
 
 
-def write(path):
-    with open(path, "w") as f:
+def write(path, how="w"):
+    with open(path, how) as f:
         f.write("x")
 
 
-def replace_resolv():
-    write(f"{tmp}/etc/.resolv.conf.tmp")
-    os.rename(f"{tmp}/etc/.resolv.conf.tmp", f"{tmp}/etc/resolv.conf")
+def replace(d, name):
+    write(f"{d}/.{name}.tmp")
+    os.rename(f"{d}/.{name}.tmp", f"{d}/{name}")
 
 
 attempt("conf", lambda: open(f"{tmp}/dhcpleased.conf").read())
 attempt("conf_write", lambda: write(f"{tmp}/dhcpleased.conf"))
-def replace_lease():
-    write(f"{tmp}/leases/.t")
-    os.rename(f"{tmp}/leases/.t", f"{tmp}/leases/eth0")
-
-
-attempt("lease", replace_lease)
-attempt("resolv", replace_resolv)
+attempt("lease", lambda: replace(f"{tmp}/leases", "eth0"))
+attempt("resolv_in_place", lambda: write(f"{tmp}/etc/resolv.conf", "r+"))
+attempt("resolv_replace", lambda: replace(f"{tmp}/etc", "resolv.conf"))
+attempt("etc_new_file", lambda: write(f"{tmp}/etc/ld.so.preload"))
+attempt("etc_append", lambda: write(f"{tmp}/etc/passwd", "a"))
+attempt("run_dir", lambda: replace(f"{tmp}/run", "resolv.conf"))
 attempt("other_dir", lambda: write(f"{tmp}/elsewhere"))
 attempt("passwd", lambda: open("/etc/passwd").read())
+attempt("root_dir", lambda: os.listdir("/"))
 attempt("status", lambda: open("/proc/self/status").read())
 attempt("other_proc", lambda: open("/proc/self/environ").read())
+attempt("source", lambda: open(sandbox.__file__).read())  # tracebacks show source lines
 attempt("exec", lambda: subprocess.run(["/bin/true"], check=True))
 attempt("packet", lambda: socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0).close())
 attempt("bind68", lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM).bind(("0.0.0.0", 68)))
@@ -282,13 +290,16 @@ print("sandbox", sandbox.STATUS.role, sandbox.STATUS.landlock_applied)
 """
 
 
-@pytest.mark.parametrize("mode", ["file", "resolved"])
+@pytest.mark.parametrize("mode", ["file", "linked", "resolved"])
 def test_parent_sandbox(tmp_path: Path, mode: str) -> None:
-    """The parent's capabilities and Landlock, in a private network namespace."""
-    for d in ("leases", "etc"):
+    """The parent's capabilities and Landlock, in a private network namespace: it writes
+    its leases and, in file mode, resolv.conf itself or the run directory's; nothing else
+    (no new file beside resolv.conf, no other file of its directory), executes nothing."""
+    for d in ("leases", "etc", "run"):
         (tmp_path / d).mkdir()
     (tmp_path / "dhcpleased.conf").write_text("")
     (tmp_path / "etc" / "resolv.conf").write_text("nameserver 192.0.2.1\n")
+    (tmp_path / "etc" / "passwd").write_text("root:x:0:0::/root:/bin/sh\n")
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONPATH": str(REPO), "LANG": "C.UTF-8"}
     r = subprocess.run(
         ["unshare", "--net", sys.executable, "-c", PARENT_ONLY, mode, str(tmp_path)],
@@ -299,15 +310,35 @@ def test_parent_sandbox(tmp_path: Path, mode: str) -> None:
     assert got["conf"] == "ok"
     assert got["conf_write"] == "EACCES"
     assert got["lease"] == "ok"
-    assert got["resolv"] == ("ok" if mode == "file" else "EACCES")
+    assert got["resolv_in_place"] == ("ok" if mode == "file" else "EACCES")
+    assert got["resolv_replace"] == "EACCES"
+    assert got["etc_new_file"] == "EACCES"
+    assert got["etc_append"] == "EACCES"
+    assert got["run_dir"] == ("ok" if mode == "linked" else "EACCES")
     assert got["other_dir"] == "EACCES"
-    assert got["passwd"] == ("EACCES" if mode == "file" else "ok")  # resolved: / readable
-    assert got["exec"] == ("EACCES" if mode == "file" else "ok")
+    assert got["passwd"] == "EACCES"
+    assert got["root_dir"] == "EACCES"
+    assert got["exec"] == "EACCES"
     assert got["status"] == "ok"  # its own /proc/self/status, for dhcpleasectl
-    assert got["other_proc"] == ("EACCES" if mode == "file" else "ok")
+    assert got["other_proc"] == "EACCES"
+    assert got["source"] == "ok"
     assert got["packet"] == "ok"  # CAP_NET_RAW
     assert got["bind68"] == "ok"  # CAP_NET_BIND_SERVICE
     assert got["tcp"] == "EACCES"  # Landlock: no TCP
     assert got["setuid"] == "EPERM"  # no CAP_SETUID
     assert got["chown"] == "EPERM"  # no CAP_CHOWN
     assert got["sandbox"] == "main True"
+
+
+def test_nothing_is_imported_from_the_working_directory(tmp_path: Path) -> None:
+    """``python -m dhcpleased`` from a directory holding a module the parent imports:
+    that module is never the one imported (it would run as root, before any sandbox)."""
+    (tmp_path / "lark.py").write_text(f"open({str(tmp_path / 'pwned')!r}, 'w').close()\n")
+    (tmp_path / "dhcpleased.conf").write_text("")
+    r = subprocess.run(
+        [sys.executable, "-m", "dhcpleased", "-n", "-f", str(tmp_path / "dhcpleased.conf")],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path, check=False,
+        env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"},
+    )  # fmt: skip
+    assert (r.returncode, r.stderr) == (0, "configuration OK\n")
+    assert not (tmp_path / "pwned").exists()

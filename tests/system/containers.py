@@ -314,6 +314,21 @@ class Container:
     def pidof_unit(self, unit: str) -> int:
         return int(self.show(unit, "MainPID")["MainPID"])
 
+    def host_pid(self, pid: int) -> int:
+        """The host's number for the container's process ``pid`` (for gdb, /proc)."""
+        ns = os.readlink(f"/proc/{self.pid1}/ns/pid")
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            with contextlib.suppress(OSError, StopIteration):
+                if os.readlink(f"/proc/{entry}/ns/pid") != ns:
+                    continue
+                status = Path(f"/proc/{entry}/status").read_text().splitlines()
+                nspid = next(x for x in status if x.startswith("NSpid:")).split()
+                if nspid[-1] == str(pid):
+                    return int(entry)
+        raise LookupError(f"{self.name}: no process {pid}")
+
     def wait_for(
         self, predicate: Callable[[], T], timeout: float, interval: float = 0.1, *, what: str
     ) -> T:

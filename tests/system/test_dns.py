@@ -7,7 +7,10 @@ parent's sandbox is on.  One scenario for all three, every step checked with the
 end's own tools: the lease's servers and domains appear; they go on ``ignore dns`` (reload),
 come back, go when a reload removes the interface, come back, and go when the lease runs
 out (a scripted server gives a 6 s lease, then falls silent).  dnsmasq on the server side
-also answers DNS, so that systemd-resolved's stub is asked a real question.
+also answers DNS, so that systemd-resolved's stub is asked a real question.  Once the
+lease's DNS is in, Python injected into the parent and into its DNS helper tries to
+create /etc/ld.so.preload, append to /etc/passwd and replace resolv.conf
+(tests/integration/test_parent_reach.py): each is refused.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ import pytest
 
 from tests.integration.hostile import HostileServer
 from tests.integration.lab import Lab
+from tests.integration.test_daemon import children, comm
+from tests.integration.test_parent_reach import assert_refused, reach
 from tests.system.conftest import DEBS, make_install, source_binds, write_conf
 from tests.system.containers import Container, debs, host_package_version
 
@@ -81,7 +86,7 @@ def reload_with(c: Container, conf: str) -> None:
     assert r.returncode == 0, r.stderr + c.journal("dhcpleased", "-o", "cat")[-3000:]
 
 
-def scenario(c: Container, lab: Lab, check: Check) -> None:
+def scenario(c: Container, lab: Lab, check: Check, resolvconf: bool = True) -> None:
     lab.exec_in(lab.cli_ns, ["ip", "addr", "flush", "dev", lab.ifname])  # the last test's
     make_install(c)
     write_conf(c, WITH_DNS)
@@ -90,6 +95,7 @@ def scenario(c: Container, lab: Lab, check: Check) -> None:
     # the parent's sandbox, as shipped, did the hand-off
     procs = c.run(["dhcpleasectl", "-p", "-j"]).stdout
     assert re.search(r'"name": "main".*?"landlock_status": 1', procs, re.S), procs
+    probe_reach(c, resolvconf)
 
     reload_with(c, IGNORE_DNS)
     wait(c, lab, check, False)
@@ -114,6 +120,25 @@ def scenario(c: Container, lab: Lab, check: Check) -> None:
 
     reload_with(c, NO_INTERFACE)
     wait(c, lab, check, False)
+
+
+def probe_reach(c: Container, resolvconf: bool) -> None:
+    """Python injected into the parent and its DNS helper: no new file in /etc, no
+    /etc/passwd (the unit's read-only /etc answers EROFS before Landlock is asked); what
+    the unit leaves writable, Landlock refuses: resolv.conf to the parent (the helper runs
+    resolvconf for it) and a unit file in /run/systemd/system to both but the resolvconf
+    helper, whose programs' hooks keep their state in /run."""
+    main = c.host_pid(c.pidof_unit("dhcpleased"))
+    helpers = [k for k in children(main) if comm(k) == "dhcp-dns"]
+    assert len(helpers) == 1, [comm(k) for k in children(main)]
+    for pid in (main, *helpers):
+        got = reach(pid)
+        assert_refused(got, errs=("EROFS", "EACCES"))
+        landlock = ["write /etc/resolv.conf", "create in /run/systemd/system"]
+        if pid != main and resolvconf:
+            landlock = []
+        assert_refused(got, tuple(landlock))
+    assert c.run(["test", "!", "-e", "/etc/ld.so.preload"], check=False).returncode == 0
 
 
 def resolved_check(c: Container, lab: Lab, present: bool, domains: bool) -> str | None:
@@ -142,7 +167,7 @@ def test_systemd_resolved(lab: Lab, packages: str) -> None:
     with Container(netns=lab.cli_ns, binds=source_binds((packages, DEBS, True))) as c:
         c.sh(f"dpkg -i {DEBS}/systemd-resolved_*.deb >/dev/null")
         c.systemctl("start", "systemd-resolved", check=True)
-        scenario(c, lab, resolved_check)
+        scenario(c, lab, resolved_check, resolvconf=False)
 
 
 def record_check(listing: list[str]) -> Check:

@@ -11,6 +11,7 @@ import functools
 import operator
 import struct
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -228,30 +229,19 @@ def rights_on(path: str, rules: list[tuple[str, int]]) -> int:
 def test_parent_reads_the_config_directory_so_a_saved_config_is_read_again() -> None:
     """A rule on the config file names its inode, and saving by rename (sed -i, editors)
     replaces it: READ_FILE on the directory (no listing, no writing) instead."""
-    rules = sandbox.parent_rules("/etc/dhcpleased.conf", "none")
+    rules = sandbox.parent_rules("/etc/dhcpleased.conf")
     assert rights_on("/etc/dhcpleased.conf", rules) == landlock.READ_FILE
     assert rights_on("/etc/.dhcpleased.conf.swp", rules) == landlock.READ_FILE
     assert not rights_on("/etc", rules) & landlock.READ_DIR
 
 
-@pytest.mark.parametrize("mode", ["file", "resolved", "resolvconf"])
-def test_config_directory_rule_costs_nothing_in_the_modes_the_daemon_picks(mode: str) -> None:
-    """The measured cost of the directory rule: with the default paths, every DNS mode the
-    daemon chooses by itself already lets the parent read /etc (resolv.conf's directory,
-    or all of / to run resolvectl/resolvconf), so /etc/shadow was readable anyway."""
-    rules = sandbox.parent_rules("/etc/dhcpleased.conf", mode, "/etc/resolv.conf")
-    without = [(p, r) for p, r in rules if (p, r) != ("/etc", landlock.READ_FILE)]
-    assert len(without) == len(rules) - 1
-    assert rights_on("/etc/shadow", without) & landlock.READ_FILE
-    assert rights_on("/etc/shadow", rules) == rights_on("/etc/shadow", without)
-
-
-def test_config_directory_rule_is_new_only_in_none_mode_and_a_directory_confines_it() -> None:
-    none = sandbox.parent_rules("/etc/dhcpleased.conf", "none")
-    assert rights_on("/etc/shadow", none) == landlock.READ_FILE  # the cost, documented
-    own = sandbox.parent_rules("/etc/dhcpleased/dhcpleased.conf", "none")
+def test_config_directory_rule_is_the_only_read_of_etc_and_a_directory_confines_it() -> None:
+    default = sandbox.parent_rules("/etc/dhcpleased.conf", ["/etc/resolv.conf"])
+    assert rights_on("/etc/shadow", default) == landlock.READ_FILE  # the cost, documented
+    own = sandbox.parent_rules("/etc/dhcpleased/dhcpleased.conf", ["/etc/resolv.conf"])
     assert rights_on("/etc/shadow", own) == 0
     assert rights_on("/etc/dhcpleased/dhcpleased.conf", own) == landlock.READ_FILE
+    assert rights_on("/etc/resolv.conf", own) == sandbox.IN_PLACE_RIGHTS
 
 
 def test_a_symlinked_config_file_gets_both_directories(tmp_path: Path) -> None:
@@ -265,26 +255,64 @@ def test_a_symlinked_config_file_gets_both_directories(tmp_path: Path) -> None:
     assert sandbox.conf_dirs(str(real)) == [str(real.parent)]
 
 
-def test_parent_rules_follow_the_dns_mode() -> None:
-    none = dict(sandbox.parent_rules("/etc/dhcpleased.conf", "none"))
-    assert none["/etc"] == landlock.READ_FILE
-    assert none[sandbox.defs.LEASE_DIR] & landlock.MAKE_REG
-    assert "/" not in none
-    assert not any(r & (landlock.WRITE_FILE | landlock.EXECUTE) for p, r in none.items()
-                   if p != sandbox.defs.LEASE_DIR)  # fmt: skip
-    file_ = sandbox.parent_rules("/etc/dhcpleased.conf", "file", "/etc/resolv.conf")
-    assert ("/etc", sandbox.RESOLV_DIR_RIGHTS) in file_
-    file_ = dict(file_)
+WRITE = (
+    landlock.WRITE_FILE | landlock.TRUNCATE | landlock.MAKE_REG | landlock.MAKE_SYM
+    | landlock.REMOVE_FILE | landlock.MAKE_DIR | landlock.REMOVE_DIR | landlock.EXECUTE
+)  # fmt: skip
+
+
+OUT_OF_REACH = (
+    "/etc", "/etc/ld.so.preload", "/etc/passwd", "/etc/cron.d/x", "/", "/run",
+    "/run/systemd/system/x.service", "/usr/lib/x", "/var/lib/x", "/tmp/x",
+)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("files", "dirs"), [([], []), (["/etc/resolv.conf"], []), ([], ["/run/dhcpleased"])]
+)
+def test_the_parent_writes_only_its_own_files(files: list[str], dirs: list[str]) -> None:
+    """Every DNS mode: nothing new in /etc (/etc/ld.so.preload, cron.d, sudoers.d), no
+    other file of it written, nothing executed anywhere; the lease directory, and
+    resolv.conf itself or the run directory's linked file in file mode."""
+    rules = sandbox.parent_rules("/etc/dhcpleased.conf", files, dirs)
+    for path in OUT_OF_REACH:
+        assert not rights_on(path, rules) & WRITE, path
+    assert rights_on(sandbox.defs.LEASE_DIR + "/eth0", rules) & landlock.MAKE_REG
+    assert bool(rights_on("/etc/resolv.conf", rules) & landlock.WRITE_FILE) == bool(files)
+    assert not rights_on("/etc/resolv.conf", rules) & landlock.MAKE_REG
+    assert bool(rights_on("/run/dhcpleased/resolv.conf", rules) & WRITE) == bool(dirs)
     # odd objects are moved aside in the lease directory only
-    assert file_[sandbox.defs.LEASE_DIR] == sandbox.LEASE_DIR_RIGHTS
     odd = landlock.MAKE_DIR | landlock.REMOVE_DIR | landlock.MAKE_FIFO | landlock.MAKE_CHAR
-    assert sandbox.LEASE_DIR_RIGHTS & odd == odd and not file_["/etc"] & odd
-    assert not file_["/etc"] & landlock.EXECUTE
-    resolved = dict(sandbox.parent_rules("/etc/dhcpleased.conf", "resolved"))
-    assert resolved["/"] == landlock.READ | landlock.EXECUTE
-    assert resolved["/etc"] == landlock.READ_FILE  # only the config's directory rule
-    resolvconf = dict(sandbox.parent_rules("/etc/dhcpleased.conf", "resolvconf"))
-    assert resolvconf["/run"] & landlock.MAKE_DIR
+    assert sandbox.LEASE_DIR_RIGHTS & odd == odd
+    assert not rights_on("/run/dhcpleased/x", rules) & odd
+
+
+def test_the_parent_reads_module_directories_not_sys_path() -> None:
+    """``python -m`` from / puts "/" on sys.path: only where modules came from counts."""
+    mods = [SimpleNamespace(__file__=f) for f in (
+        "/usr/lib/python3.11/os.py", "/usr/lib/python3.11/asyncio/events.py",
+        "/venv/lib/site-packages/lark/lark.py", "/venv/lib/site-packages/lark/parsers/x.py",
+        "relative.py",
+    )] + [SimpleNamespace(), SimpleNamespace(__file__=None)]  # fmt: skip
+    assert sandbox.import_dirs(mods) == ["/usr/lib/python3.11", "/venv/lib/site-packages/lark"]
+    rules = sandbox.parent_rules("/etc/dhcpleased/dhcpleased.conf")
+    assert "/" not in dict(rules) and rights_on("/etc/passwd", rules) == 0
+
+
+def test_dns_helper_rules() -> None:
+    """The helper may read and execute; it writes /run and resolv.conf for resolvconf,
+    nothing for resolvectl; never /etc beside resolv.conf."""
+    resolved = sandbox.dns_helper_rules("resolved", "/etc/resolv.conf")
+    resolvconf = sandbox.dns_helper_rules("resolvconf", "/etc/resolv.conf")
+    for rules in (resolved, resolvconf):
+        assert rights_on("/usr/sbin/resolvconf", rules) & landlock.EXECUTE
+        for path in ("/etc/ld.so.preload", "/etc/passwd", "/usr/lib/x", "/var/lib/x"):
+            assert not rights_on(path, rules) & (WRITE & ~landlock.EXECUTE), path
+    assert not rights_on("/run/resolvconf/x", resolved) & landlock.WRITE_FILE
+    assert rights_on("/run/resolvconf/x", resolvconf) & landlock.MAKE_REG
+    assert rights_on("/etc/resolv.conf", resolvconf) & landlock.WRITE_FILE
+    assert caps.mask(sandbox.DNS_HELPER_CAPS["resolved"]) == 1 << caps.CAP_NET_ADMIN
+    assert sandbox.DNS_HELPER_CAPS["resolvconf"] == ()
 
 
 def test_landlock_rights_by_abi() -> None:

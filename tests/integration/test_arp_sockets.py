@@ -38,9 +38,13 @@ mac = bpf.hw_address(tx)
 out = {"mac": mac.hex(), "sysfs": open(f"/sys/class/net/{ifname}/address").read().strip()}
 out["receive_only"] = bpf.receive_only(rx)
 probe = packet.arp_probe(mac, watched)
-for name, call in (("send", lambda: rx.send(probe)), ("write", lambda: os.write(rx.fileno(), probe)),
-                   ("detach", lambda: rx.setsockopt(socket.SOL_SOCKET, bpf.SO_DETACH_FILTER, 0)),
-                   ("unlock", lambda: rx.setsockopt(socket.SOL_SOCKET, bpf.SO_LOCK_FILTER, 0))):
+tries = {
+    "send": lambda: rx.send(probe),
+    "write": lambda: os.write(rx.fileno(), probe),
+    "detach": lambda: rx.setsockopt(socket.SOL_SOCKET, bpf.SO_DETACH_FILTER, 0),
+    "unlock": lambda: rx.setsockopt(socket.SOL_SOCKET, bpf.SO_LOCK_FILTER, 0),
+}
+for name, call in tries.items():
     try:
         call()
         out[name] = "ok"

@@ -91,9 +91,7 @@ async def watched(rig: Rig, wire: Wire, address: IPv4Address = ADDR) -> None:
     assert wire.opened[-1] == (IFINDEX, address)
 
 
-async def test_probes_are_built_by_the_parent_for_the_watched_address(
-    rig: Rig, wire: Wire
-) -> None:
+async def test_probes_are_built_by_the_parent_for_the_watched_address(rig: Rig, wire: Wire) -> None:
     await watched(rig, wire)
     arp(rig, ImsgType.ARP_PROBE)
     await settle()

@@ -19,13 +19,17 @@ A request outside these bounds is logged and not sent, not fatal: a reload that 
 What is fatal (a malformed message, an interface the engine was not told of, an address
 that is not unicast) the parent's dispatch checks before anything gets here.
 
-Calls made after the parent's sandbox is up, for its seccomp list: per watched address
-``socket(AF_PACKET, SOCK_RAW|SOCK_NONBLOCK|SOCK_CLOEXEC, 0)`` twice, ``setsockopt``
-(SOL_SOCKET: SO_ATTACH_FILTER, SO_LOCK_FILTER, SO_RCVBUF; SOL_PACKET: PACKET_AUXDATA),
-``ioctl(SIOCGIFNAME)`` (``if_indextoname``), ``bind`` (a ``sockaddr_ll``), ``recvfrom``
-until EAGAIN (the drain), ``sendmsg`` on the frontend channel (SCM_RIGHTS), ``close``;
-per frame ``getsockname`` (+ ``ioctl(SIOCGIFNAME)``, Python names the interface) and
-``sendto(fd, buf, 42, 0, NULL, 0)``: no destination address, the socket is bound.
+Calls this makes after the parent's sandbox is up, for its seccomp list (strace of the
+running parent through a watch, probes and announcements): per watched address
+``socket(AF_PACKET, SOCK_RAW|SOCK_NONBLOCK|SOCK_CLOEXEC, 0)`` twice; libc's
+``if_indextoname`` = ``socket(AF_UNIX, SOCK_DGRAM|SOCK_CLOEXEC, 0)`` + ``ioctl(SIOCGIFNAME)``
++ ``close``; ``setsockopt`` SOL_SOCKET SO_ATTACH_FILTER, SO_LOCK_FILTER, SO_RCVBUF and
+SOL_PACKET PACKET_AUXDATA; ``bind`` with a ``sockaddr_ll``; ``recvfrom(fd, buf, 2048, 0,
+NULL, NULL)`` until EAGAIN (the drain); ``sendmsg`` with SCM_RIGHTS on the frontend's
+channel; ``close``.  Per frame: ``getsockname`` and ``ioctl(SIOCGIFNAME)`` on the send
+socket (Python names the interface in the address) and ``sendto(fd, frame, 42, 0, NULL,
+0)``: no destination address, the socket is bound.  All but the last two the DHCP
+sockets' opening needs already.
 """
 
 from __future__ import annotations

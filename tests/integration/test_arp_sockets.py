@@ -105,23 +105,16 @@ print(json.dumps({"got": got.hex()}), flush=True)
 """
 
 
+def python(lab: Lab, ns: str, code: str, dev: str) -> subprocess.Popen[str]:
+    argv = [sys.executable, "-c", code, dev, WATCHED]
+    return lab.spawn_in(ns, argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
 def test_arp_sockets_on_a_veth() -> None:
     with Lab(start_dnsmasq=False) as lab:
-        srv = lab.spawn_in(
-            lab.srv_ns,
-            [sys.executable, "-c", SERVER, lab.srv_ifname, WATCHED],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        srv = python(lab, lab.srv_ns, SERVER, lab.srv_ifname)
         assert srv.stdout is not None and srv.stdout.readline().strip() == "ready"
-        cli = lab.spawn_in(
-            lab.cli_ns,
-            [sys.executable, "-c", CLIENT, lab.ifname, WATCHED],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        cli = python(lab, lab.cli_ns, CLIENT, lab.ifname)
         assert cli.stdout is not None
         first = cli.stdout.readline()
         assert first, cli.stderr.read() if cli.stderr else ""

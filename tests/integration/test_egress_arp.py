@@ -17,11 +17,11 @@ import ast
 
 import pytest
 
-from tests.integration.inject import Result, inject
+from tests.integration.inject import inject
 from tests.integration.lab import Lab
 from tests.integration.test_arp_lab import conf
 from tests.integration.test_daemon import daemon_log
-from tests.integration.test_egress import FORGED_MAC, MARK, SETUP, Wire, control_frame, start
+from tests.integration.test_egress import SETUP, Wire, attack, control_frame, only_control, start
 
 pytestmark = pytest.mark.integration
 
@@ -70,22 +70,10 @@ def start_arp(lab: Lab) -> int:
     return frontend
 
 
-def attack(lab: Lab, frontend: int, code: str) -> tuple[Result, list[bytes]]:
-    wire = Wire(lab)
-    setup = ARP_SETUP.format(mark=MARK, forged=FORGED_MAC, server=str(lab.server_ip))
-    r = inject(frontend, setup + code)
-    control_frame(lab)
-    return r, wire.seen()
-
-
-def only_control(frames: list[bytes]) -> None:
-    assert len(frames) == 1 and b"EGRESS-CONTROL" in frames[0], frames
-
-
 def test_the_arp_socket_cannot_send_and_p_says_so(daemon_lab: Lab) -> None:
     lab = daemon_lab
     frontend = start_arp(lab)
-    r, frames = attack(lab, frontend, REFUSED)
+    r, frames = attack(lab, frontend, REFUSED, ARP_SETUP)
     assert r.alive and r.error is None, r.error
     only_control(frames)
     tries = ast.literal_eval(r.value or "")
@@ -103,7 +91,7 @@ def test_the_arp_socket_cannot_send_and_p_says_so(daemon_lab: Lab) -> None:
 def test_the_frontend_dies_trying_to_aim_the_arp_socket(daemon_lab: Lab, name: str) -> None:
     lab = daemon_lab
     frontend = start_arp(lab)
-    r, frames = attack(lab, frontend, KILLING[name])
+    r, frames = attack(lab, frontend, KILLING[name], ARP_SETUP)
     assert r.killed == "SIGSYS", (r.error, r.output)
     only_control(frames)
 

@@ -16,6 +16,10 @@ The text report is show_interface_msg() of dhcpleasectl.c (v1.13), line for line
   is shown in days (rounded up when more than half a day remains over), above an hour in
   hours (> 30 min), above a minute in minutes (> 30 s), else in seconds; the unit is
   plural only for N > 1, so ``lease 0 second`` and ``lease 1 hour``.
+* With ``arp probe`` (RFC 5227; lines the original does not have): ``arp probe: …`` says
+  what conflict detection does (probing an address, N of 3 probes sent; announcing or
+  defending the address in use...), then, once there was one, ``arp conflicts: N, last
+  ADDR claimed by MAC, T ago`` (T in the lease's units, rounded the same way).
 * ``dhcp server S`` from the server identifier, else the unicast target, even without a
   lease (after an OFFER).
 
@@ -161,10 +165,45 @@ def render_text(info: CtlEngineInfo, ifname: str | None, now: float) -> str:
         lines.append(f"\tlease {format_lease(lease_left(info, now))}")
         if info.rapid_commit:
             lines.append("\trapid commit")
+    lines += arp_lines(info, now)
     server = server_of(info)
     if server is not None:
         lines.append(f"\tdhcp server {server}")
     return "\n".join(lines) + "\n"
+
+
+_ARP_PHASES: Final = {
+    "idle": "arp probe: idle",
+    "probing": "arp probe: probing {a}, {n} of 3 probes sent",
+    "clear": "arp probe: no one else has {a}",
+    "conflict": "arp probe: {a} is in use by another host",
+    "announcing": "arp probe: announcing {a}",
+    "defending": "arp probe: defending {a}",
+}
+
+
+def _mac(mac: bytes) -> str:
+    return ":".join(f"{b:02x}" for b in mac)
+
+
+def conflict_age(info: CtlEngineInfo, now: float) -> int:
+    """Whole seconds since the last conflict (boot clock), at least 0."""
+    return max(0, math.floor(now - info.conflict_time))
+
+
+def arp_lines(info: CtlEngineInfo, now: float) -> list[str]:
+    """What address conflict detection is doing, and the conflicts it met."""
+    lines = []
+    if info.arp_probe:
+        lines.append("\t" + _ARP_PHASES[info.arp_phase].format(
+            a=info.arp_address, n=info.arp_probes_sent
+        ))  # fmt: skip
+    if info.arp_conflicts:
+        lines.append(
+            f"\tarp conflicts: {info.arp_conflicts}, last {info.conflict_address} claimed by "
+            f"{_mac(info.conflict_mac)} {format_lease(conflict_age(info, now))} ago"
+        )
+    return lines
 
 
 def _iso(wall: float, timespec: str = "seconds") -> str:
@@ -206,6 +245,30 @@ def render_json(info: CtlEngineInfo, ifname: str | None, now: float, wall: float
         "lease_expires_in": left,
         "rapid_commit": info.rapid_commit if held else None,
         "requested_at": _iso(wall - (now - info.request_time)) if acked else None,
+        "arp": arp_json(info, now, wall),
+    }
+
+
+def arp_json(info: CtlEngineInfo, now: float, wall: float) -> dict[str, Any] | None:
+    """``arp probe``'s state; null when it is off and never saw a conflict."""
+    if not (info.arp_probe or info.arp_conflicts):
+        return None
+    watched = info.arp_address != ZERO
+    last = None
+    if info.arp_conflicts:
+        last = {
+            "address": str(info.conflict_address),
+            "mac": _mac(info.conflict_mac),
+            "seconds_ago": conflict_age(info, now),
+            "at": _iso(wall - (now - info.conflict_time)),
+        }
+    return {
+        "probe": info.arp_probe,
+        "phase": info.arp_phase,
+        "address": str(info.arp_address) if watched else None,
+        "probes_sent": info.arp_probes_sent if info.arp_phase == "probing" else None,
+        "conflicts": info.arp_conflicts,
+        "last_conflict": last,
     }
 
 
@@ -259,6 +322,7 @@ def can_send(p: ProcInfo) -> str:
         for count, text in (
             (p.packet_tx, _n(p.packet_tx, "packet socket") + " that can send any frame"),
             (p.packet_rx_only, _n(p.packet_rx_only, "packet socket") + ", receive only"),
+            (p.arp_rx_only, _n(p.arp_rx_only, "ARP packet socket") + ", receive only"),
             (p.udp_broadcast, "UDP 68->255.255.255.255:67 on " + _n(p.udp_broadcast, "interface")),
             (p.udp_unicast, "UDP 68->its server:67 on " + _n(p.udp_unicast, "interface")),
         )
@@ -341,7 +405,11 @@ def render_procs_json(procs: list[ProcInfo]) -> dict[str, Any]:
                 "read_pauses": p.read_pauses,
                 "opens_sockets": p.opens_sockets,
                 "names_destination": p.names_dest,
-                "packet_sockets": {"receive_only": p.packet_rx_only, "can_send": p.packet_tx},
+                "packet_sockets": {
+                    "receive_only": p.packet_rx_only,
+                    "can_send": p.packet_tx,
+                    "arp_receive_only": p.arp_rx_only,
+                },
                 "udp_sockets": {"broadcast": p.udp_broadcast, "unicast": p.udp_unicast},
                 "can_send": can_send(p),
             }

@@ -19,6 +19,18 @@ packet sockets.  So the frontend gets no socket that can emit a frame of its cho
   frontend chooses the DHCP payload and nothing else, as the original's write filter
   allows.
 
+ARP for address conflict detection (RFC 5227) follows the same split.  The frontend
+receives through one more locked, receive-only packet socket per watched address
+(:func:`open_arpsock`): bound to ETH_P_ARP on no interface, its filter passes only ARP
+that arrived on the interface, not sent by this host, whose sender or target IP is that
+address (:func:`arp_filter`), so the address is part of the locked program and a new one
+means a new socket.  The frontend never sends ARP: the parent builds the probes and
+announcements itself and emits them on a send-only socket of its own
+(:func:`open_arp_sender`, :func:`send_arp`), as the engine asks and as the parent allows
+(``main``: probes only for the watched address, announcements only of the address it
+configured, rate limited).  An engine or frontend that is taken over therefore cannot
+emit an ARP frame of its own making, such as a reply that poisons a neighbour's cache.
+
 The frontend only calls :func:`recv_frame` and :func:`send_dhcp` on what it was given;
 the ``open_*`` functions need privileges and run in the parent.  The routing socket's
 messages are pyroute2's business (:mod:`dhcpleased.netlink`).
@@ -110,6 +122,7 @@ DHCP_FILTER: Final[tuple[Insn, ...]] = (
 SKF_AD_PKTTYPE: Final = 4
 SKF_AD_IFINDEX: Final = 8
 PACKET_OTHERHOST: Final = 3
+PACKET_OUTGOING: Final = 4
 
 
 def foreign_drop(if_index: int) -> tuple[Insn, ...]:
@@ -137,6 +150,53 @@ def foreign_drop(if_index: int) -> tuple[Insn, ...]:
 
 
 DROP_ALL: Final[tuple[Insn, ...]] = (_stmt(BPF_RET | BPF_K, 0),)
+_ACCEPT, _DROP = "accept", "drop"
+
+
+def _assemble(code: tuple[tuple[int, int, int | str, int | str], ...]) -> tuple[Insn, ...]:
+    """(opcode, k, jt, jf) with jumps 0 (next) or to "accept"/"drop", which end it."""
+    at = {_ACCEPT: len(code), _DROP: len(code) + 1}
+    out: list[Insn] = []
+    for i, (op, k, jt, jf) in enumerate(code):
+        t, f = (j if isinstance(j, int) else at[j] - (i + 1) for j in (jt, jf))
+        out.append(_jump(op, k, t, f))
+    return (*out, _stmt(BPF_RET | BPF_K, 0xFFFFFFFF), _stmt(BPF_RET | BPF_K, 0))
+
+
+def arp_filter(if_index: int, address: IPv4Address) -> tuple[Insn, ...]:
+    """ARP about ``address`` that arrived on ``if_index`` from another host, nothing else.
+
+    Arrival checks as :func:`foreign_drop`'s, plus PACKET_OUTGOING: the host's own ARP
+    (the kernel's, the parent's probes and announcements) must never look like another
+    host claiming the address (a socket bound to a protocol is not shown outgoing frames
+    today; this and the ethertype test hold should that change).  Then Ethernet/IPv4 ARP
+    with 6- and 4-byte addresses, and the sender IP (probe replies, announcements,
+    claims) or the target IP (another host's probe) equal to ``address``; the engine
+    parses and judges the rest.
+    """
+    ld, jeq = BPF_LD | BPF_ABS, BPF_JMP | BPF_JEQ | BPF_K
+    w, h = BPF_W, BPF_H
+    return _assemble(
+        (
+            (ld | w, SKF_AD_OFF + SKF_AD_IFINDEX, 0, 0),
+            (jeq, if_index, 0, _DROP),
+            (ld | w, SKF_AD_OFF + SKF_AD_PKTTYPE, 0, 0),
+            (jeq, PACKET_OTHERHOST, _DROP, 0),
+            (jeq, PACKET_OUTGOING, _DROP, 0),
+            (ld | w, SKF_AD_OFF + SKF_AD_VLAN_TAG_PRESENT, 0, 0),
+            (jeq, 0, 0, _DROP),
+            (ld | h, 12, 0, 0),  # ethertype
+            (jeq, defs.ETH_P_ARP, 0, _DROP),
+            (ld | w, 14, 0, 0),  # hardware type, protocol type
+            (jeq, 1 << 16 | defs.ETH_P_IP, 0, _DROP),
+            (ld | h, 18, 0, 0),  # address lengths
+            (jeq, defs.ETH_ALEN << 8 | 4, 0, _DROP),
+            (ld | w, 28, 0, 0),  # sender IP
+            (jeq, int(address), _ACCEPT, 0),
+            (ld | w, 38, 0, 0),  # target IP
+            (jeq, int(address), _ACCEPT, _DROP),
+        )
+    )
 
 
 def filter_program(if_index: int | None = None) -> tuple[Insn, ...]:
@@ -177,20 +237,64 @@ def open_bpfsock(if_index: int) -> socket.socket:
     :func:`foreign_drop` prefix keeps it to frames that arrived on ``if_index``.  The drain
     is a second belt.  Raises OSError (ENXIO/ENODEV if the interface is gone).
     """
+    return _open_rx(if_index, filter_program(if_index), defs.ETH_P_IP)
+
+
+def open_arpsock(if_index: int, address: IPv4Address) -> socket.socket:
+    """The frontend's locked, receive-only socket for ARP about one address
+    (:func:`arp_filter`), made as :func:`open_bpfsock` makes the DHCP one."""
+    return _open_rx(if_index, arp_filter(if_index, address), defs.ETH_P_ARP)
+
+
+def _open_rx(if_index: int, program: tuple[Insn, ...], protocol: int) -> socket.socket:
     sock = socket.socket(
         socket.AF_PACKET, socket.SOCK_RAW | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC, 0
     )
     try:
         socket.if_indextoname(if_index)  # ENXIO now rather than a socket that sees nothing
-        _attach(sock, filter_program(if_index))
+        _attach(sock, program)
         sock.setsockopt(socket.SOL_SOCKET, SO_LOCK_FILTER, 1)
         sock.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
-        _bind_packet(sock, 0, defs.ETH_P_IP)
+        _bind_packet(sock, 0, protocol)
         _drain(sock)
     except BaseException:
         sock.close()
         raise
     return sock
+
+
+def open_arp_sender(if_index: int) -> socket.socket:
+    """The parent's send-only packet socket on one interface, for its ARP frames.
+
+    Bound by index (a rename cannot redirect it) with protocol 0, so the kernel delivers
+    it nothing; a locked drop-all filter and the smallest buffer make sure of it.
+    ``send`` needs no address: the frame goes out on that interface as built.
+    """
+    sock = socket.socket(
+        socket.AF_PACKET, socket.SOCK_RAW | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC, 0
+    )
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1)
+        _attach(sock, DROP_ALL)
+        sock.setsockopt(socket.SOL_SOCKET, SO_LOCK_FILTER, 1)
+        _bind_packet(sock, if_index, 0)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def hw_address(sock: socket.socket) -> bytes:
+    """The MAC of the interface a packet socket is bound to, as the kernel has it now."""
+    name = sock.getsockname()
+    return bytes(name[4]) if isinstance(name, tuple) and len(name) >= 5 else b""
+
+
+def send_arp(sock: socket.socket, frame: bytes) -> None:
+    """One ARP frame out of :func:`open_arp_sender`'s socket; OSError on failure."""
+    sent = sock.send(frame)
+    if sent != len(frame):
+        raise OSError(errno.EMSGSIZE, f"short send: {sent} of {len(frame)}")
 
 
 def receive_only(sock: socket.socket) -> bool:

@@ -102,10 +102,12 @@ MAX_EXP_BACKOFF_FAST: Final = 2
 MIN_RENEW_RETRY: Final = 60  # renewing floor; this port applies it to rebinding too
 MIN_V6ONLY_WAIT: Final = 300  # RFC 8925 section 3.2
 RELEASE_WAIT: Final = 2  # longest wait for the frontend to say a DHCPRELEASE left (Linux)
+DECLINE_WAIT: Final = 10  # RFC 2131 3.1.5: at least this long after a DHCPDECLINE
 
 # --- Linux bits -----------------------------------------------------------------------------
 RTPROT_DHCP: Final = 16  # routes are tagged "proto dhcp"
 ETH_P_IP: Final = 0x0800
+ETH_P_ARP: Final = 0x0806
 ETH_ALEN: Final = 6
 # PACKET_AUXDATA tp_status bits carried in imsg_dhcp.csumflags
 TP_STATUS_CSUMNOTREADY: Final = 0x08

@@ -9,6 +9,13 @@ their actions into imsgs and keeps one timerfd armed at the earliest interface d
 a resume past T1, T2 or a lease end is acted on at once. Xids and jitter come from the
 kernel's CSPRNG. Any malformed message from a sibling process is fatal: that sibling is
 assumed compromised.
+
+Address conflict detection (RFC 5227, ``arp probe``): ARP frames arrive from the frontend
+like DHCP ones and are parsed here (:func:`packet.parse_arp`); what the fsm decides goes to
+the parent, which alone emits ARP (ARP_WATCH opens the receive socket for an address,
+ARP_PROBE and ARP_ANNOUNCE send), and a DHCPDECLINE to the frontend.  A conflict is also
+a ``dhcpleasectl -m`` event when it changes no state (defended, or noted while waiting for
+the server's answer).
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ import time
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
-from dhcpleased import boottime, defs, fsm, imsg, packet, procinfo
+from dhcpleased import acd, boottime, defs, fsm, imsg, packet, procinfo
 from dhcpleased.child import ChildProcess, child_main
 from dhcpleased.imsg import ImsgError, ImsgType, type_name
 from dhcpleased.ipc import Channel, Imsg
@@ -41,6 +48,7 @@ class EngineConf:
     ignore_servers: tuple[IPv4Address, ...] = ()
     prefer_ipv6: bool = False
     rapid_commit: bool = False
+    arp_probe: bool = False
     c_id: bytes | None = None
     got_c_id: bool = False
     got_vc_id: bool = False
@@ -51,6 +59,7 @@ class EngineConf:
             ignore_dns=bool(self.ignore & defs.IGN_DNS),
             ignore_routes=bool(self.ignore & defs.IGN_ROUTES),
             rapid_commit=self.rapid_commit,
+            arp_probe=self.arp_probe,
         )
 
 
@@ -139,6 +148,7 @@ class Engine(ChildProcess):
             self.cur.ignore_servers = ic.ignore_servers
             self.cur.prefer_ipv6 = ic.prefer_ipv6
             self.cur.rapid_commit = ic.rapid_commit
+            self.cur.arp_probe = ic.arp_probe
         elif t in (ImsgType.RECONF_VC_ID, ImsgType.RECONF_C_ID):
             opt = imsg.OptionBytes.unpack(msg.data)
             cur = self.cur
@@ -226,6 +236,8 @@ class Engine(ChildProcess):
         now = self.clock.now()
         if t is ImsgType.DHCP:
             self.receive(imsg.Dhcp.unpack(msg.data), now)
+        elif t is ImsgType.ARP:
+            self.receive_arp(imsg.Dhcp.unpack(msg.data), now)
         elif t is ImsgType.REMOVE_IF:
             iface = self.ifaces.get(imsg.IfIndex.unpack(msg.data).if_index)
             if iface is not None:
@@ -295,6 +307,24 @@ class Engine(ChildProcess):
             reason = "rapid commit"  # the only ACK Init takes (RFC 4039)
         self.apply(iface, iface.machine.receive(res, now), reason)
 
+    def receive_arp(self, d: imsg.Dhcp, now: float) -> None:
+        """An ARP frame about the watched address; one that does not parse is dropped."""
+        iface = self.ifaces.get(d.if_index)
+        if iface is None:
+            log.debug("ARP frame for unknown interface index %d", d.if_index)
+            return
+        res = packet.parse_arp(d.packet)
+        if isinstance(res, packet.Rejection):
+            log.debug("%s: dropped ARP frame: %s", iface.name, res.reason)
+            return
+        seen = iface.machine.acd.total_conflicts
+        actions = iface.machine.arp(res, iface.hw_address, now)
+        if iface.machine.acd.total_conflicts == seen:
+            self.apply(iface, actions, "arp")
+            return
+        reason = "address conflict with " + ":".join(f"{b:02x}" for b in res.sha)
+        self.apply(iface, actions, reason, conflict=True)
+
     def show_interface_info(self, if_index: int, msg: Imsg) -> None:
         fe = self.frontend
         if fe is None:
@@ -304,6 +334,7 @@ class Engine(ChildProcess):
             fe.compose(ImsgType.CTL_END, peerid=msg.peerid, pid=msg.pid)
             return
         m = iface.machine
+        last = m.acd.last
         info = imsg.CtlEngineInfo(
             if_index=if_index,
             running=iface.running,
@@ -322,15 +353,31 @@ class Engine(ChildProcess):
             domain=m.domain,
             search=m.search,
             rapid_commit=m.rapid_commit,
+            arp_probe=self.iface_conf(iface).arp_probe,
+            arp_phase=m.acd.phase.value,
+            arp_address=m.acd.address,
+            arp_probes_sent=m.acd.probes_sent,
+            arp_conflicts=m.acd.total_conflicts,
+            conflict_address=last.address if last else ZERO,
+            conflict_mac=last.mac if last else bytes(defs.ETH_ALEN),
+            conflict_time=last.time if last else 0.0,
         )
         fe.compose(ImsgType.CTL_SHOW_INTERFACE_INFO, info.pack(), peerid=msg.peerid, pid=msg.pid)
 
     # --- actions and timers -------------------------------------------------------------------
-    def apply(self, iface: EngineIface, actions: list[fsm.Action], reason: str = "") -> None:
+    def apply(
+        self,
+        iface: EngineIface,
+        actions: list[fsm.Action],
+        reason: str = "",
+        *,
+        conflict: bool = False,
+    ) -> None:
         """Carry out the fsm's decisions, in order, then re-arm the interface's timer.
 
         ``reason`` says what made the fsm move (for ``dhcpleasectl -m``): the input given
-        to it, "link up", "ack", "timeout"...
+        to it, "link up", "ack", "timeout"...; an address ``conflict`` is told even when
+        the state stays.
         """
         for a in actions:
             if isinstance(a, fsm.Log):
@@ -355,6 +402,11 @@ class Engine(ChildProcess):
                     iface.if_index, a.xid, a.ciaddr, ZERO, a.server_identifier, a.dhcp_server
                 )
                 self.compose_frontend(ImsgType.SEND_RELEASE, rel.pack())
+            elif isinstance(a, fsm.SendDecline):
+                dec = imsg.ReqDhcp(iface.if_index, a.xid, ZERO, a.address, a.server, ZERO)
+                self.compose_frontend(ImsgType.SEND_DECLINE, dec.pack())
+            elif isinstance(a, acd.Watch | acd.Probe | acd.Announce):
+                self.compose_arp(iface, a)
             elif isinstance(a, fsm.ForgetLease):
                 self.main.compose(ImsgType.RELEASED, imsg.IfIndex(iface.if_index).pack())
             elif isinstance(a, fsm.Configure):
@@ -386,14 +438,27 @@ class Engine(ChildProcess):
             elif isinstance(a, fsm.WithdrawRdns):
                 rd = imsg.ProposeRdns(iface.if_index, 0, (), "", ())
                 self.main.compose(ImsgType.WITHDRAW_RDNS, rd.pack())
-        self.announce(iface, reason)
+        self.announce(iface, reason, force=conflict)
         if iface.machine.deadline != iface.deadline:  # else the earliest one is unchanged
             self.rearm()
 
-    def announce(self, iface: EngineIface, reason: str) -> None:
-        """A state change goes to the frontend for its ``dhcpleasectl -m`` subscribers."""
+    def compose_arp(self, iface: EngineIface, a: acd.AcdAction) -> None:
+        """ARP is the parent's to emit, and its receive socket the parent's to open."""
+        if isinstance(a, acd.Watch):
+            mtype = ImsgType.ARP_WATCH
+        elif isinstance(a, acd.Probe):
+            mtype = ImsgType.ARP_PROBE
+            log.debug("%s: ARP probe for %s", iface.name, a.address)
+        else:
+            mtype = ImsgType.ARP_ANNOUNCE
+            log.debug("%s: ARP announcement of %s", iface.name, a.address)
+        self.main.compose(mtype, imsg.ArpReq(iface.if_index, a.address).pack())
+
+    def announce(self, iface: EngineIface, reason: str, *, force: bool = False) -> None:
+        """A state change goes to the frontend for its ``dhcpleasectl -m`` subscribers
+        (``force``: an event that changed no state, old = new)."""
         new = iface.machine.state
-        if new is iface.shown:
+        if new is iface.shown and not force:
             return
         old, iface.shown = iface.shown, new
         if self.frontend is None or not self.monitored:
@@ -404,7 +469,7 @@ class Engine(ChildProcess):
             if_name=iface.name,
             old_state=old.value,
             new_state=new.value,
-            address=iface.machine.requested_ip,
+            address=_event_address(iface.machine),
             reason=reason or "unknown",
         )
         self.frontend.compose(ImsgType.CTL_MONITOR_EVENT, event.pack())
@@ -462,8 +527,20 @@ class Engine(ChildProcess):
 _REPLY_REASONS = {defs.DHCPOFFER: "offer", defs.DHCPACK: "ack", defs.DHCPNAK: "nak"}
 
 
+def _event_address(m: fsm.Fsm) -> IPv4Address:
+    """The address a -m event is about: the lease's, else (Declined) the one in conflict."""
+    last = m.acd.last
+    if m.requested_ip == ZERO and m.state is fsm.State.DECLINED and last is not None:
+        return last.address
+    return m.requested_ip
+
+
 def _timeout_reason(old: fsm.State, new: fsm.State) -> str:
     """What a timer meant: T1, T2, the lease running out, or a retry that gave up."""
+    if old is fsm.State.PROBING:
+        return "no address conflict"
+    if old is fsm.State.DECLINED:
+        return "decline wait over"
     held = (fsm.State.BOUND, fsm.State.RENEWING, fsm.State.REBINDING)
     if old is fsm.State.BOUND and new is fsm.State.RENEWING:
         return "renew"

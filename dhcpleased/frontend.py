@@ -5,8 +5,11 @@ parent opened (filter locked, receive only), per interface a UDP socket connecte
 255.255.255.255:67 and one connected to the server for unicast renewals, and the netlink
 socket for link events; it forwards every received frame to the engine as raw bytes and
 builds the DISCOVER/REQUEST/RELEASE messages the engine asks for from plain field values
-(a RELEASE only ever unicast, RFC 2131 4.4.4).  The kernel adds the headers: nothing here
-can choose an address, a port or a frame type (``bpf`` module doc, ``seccomp.FRONTEND``).
+(a RELEASE only ever unicast, RFC 2131 4.4.4; a DECLINE broadcast).  The kernel adds the
+headers: nothing here can choose an address, a port or a frame type (``bpf`` module doc,
+``seccomp.FRONTEND``).  For address conflict detection it also holds, per watched address,
+a second locked receive-only packet socket (ARP about that address only), whose frames go
+to the engine as they come, like DHCP ones; it sends no ARP at all (the parent does).
 Interfaces are the ones the parent's configuration names; one that does not exist yet is
 picked up when the kernel announces it.
 
@@ -45,6 +48,7 @@ _MESSAGE_TYPES = {
     ImsgType.SEND_DISCOVER: defs.DHCPDISCOVER,
     ImsgType.SEND_REQUEST: defs.DHCPREQUEST,
     ImsgType.SEND_RELEASE: defs.DHCPRELEASE,
+    ImsgType.SEND_DECLINE: defs.DHCPDECLINE,
 }
 
 
@@ -80,6 +84,7 @@ class FrontendIface:
     running: bool
     link_state: int
     bpf: socket.socket | None = None  # receives only
+    arp: socket.socket | None = None  # receives only: ARP about the watched address
     bcast: socket.socket | None = None  # 0.0.0.0:68 -> 255.255.255.255:67
     udp: socket.socket | None = None  # leased address:68 -> udp_server:67
     udp_server: IPv4Address | None = None
@@ -144,6 +149,7 @@ class Frontend(ChildProcess):
             ImsgType.BCASTSOCK,
             ImsgType.UDPSOCK,
             ImsgType.CONTROLFD,
+            ImsgType.ARPSOCK,
         )
         if wants_fd != (msg.fd is not None):
             raise ImsgError("descriptor expected" if wants_fd else "unexpected descriptor")
@@ -191,6 +197,12 @@ class Frontend(ChildProcess):
             iface = self.ifaces.get(imsg.IfIndex.unpack(msg.data).if_index)
             if iface is not None:
                 self.close_udp(iface)
+        elif t is ImsgType.ARPSOCK:
+            self.set_arpsock(imsg.ArpReq.unpack(msg.data).if_index, msg.fd)
+        elif t is ImsgType.CLOSE_ARPSOCK:
+            iface = self.ifaces.get(imsg.IfIndex.unpack(msg.data).if_index)
+            if iface is not None:
+                self.close_packet(iface, arp=True)
         elif t in (
             ImsgType.RECONF_CONF,
             ImsgType.RECONF_IFACE,
@@ -261,18 +273,29 @@ class Frontend(ChildProcess):
                     self.link_event(link)
 
     def set_bpfsock(self, if_index: int, fd: int | None) -> None:
+        if self.set_packet(if_index, fd, arp=False) is not None:
+            self.send_pending(self.ifaces[if_index])
+
+    def set_arpsock(self, if_index: int, fd: int | None) -> None:
+        """The ARP socket of a newly watched address replaces the last one."""
+        self.set_packet(if_index, fd, arp=True)
+
+    def set_packet(self, if_index: int, fd: int | None, *, arp: bool) -> socket.socket | None:
         assert fd is not None
         sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0, fileno=fd)
         iface = self.ifaces.get(if_index)
         if iface is None:  # went away while the parent was opening it
             sock.close()
-            return
-        self.close_bpf(iface)
+            return None
+        self.close_packet(iface, arp=arp)
         sock.setblocking(False)
-        iface.bpf = sock
+        if arp:
+            iface.arp = sock
+        else:
+            iface.bpf = sock
         if self.reading:
-            self.loop.add_reader(sock.fileno(), self.bpf_receive, iface)
-        self.send_pending(iface)
+            self.loop.add_reader(sock.fileno(), self.bpf_receive, iface, arp)
+        return sock
 
     def set_bcastsock(self, if_index: int, fd: int | None) -> None:
         """The parent sends it just before the packet socket, which then sends what waits."""
@@ -430,16 +453,17 @@ class Frontend(ChildProcess):
             self.compose_engine(ImsgType.REMOVE_IF, imsg.IfIndex(iface.if_index).pack())
 
     def close_sockets(self, iface: FrontendIface) -> None:
-        self.close_bpf(iface)
+        self.close_packet(iface, arp=False)
+        self.close_packet(iface, arp=True)
         self.close_udp(iface)
         if iface.bcast is not None:
             iface.bcast.close()
             iface.bcast = None
 
     # --- packets ------------------------------------------------------------------------------
-    def bpf_receive(self, iface: FrontendIface) -> None:
+    def bpf_receive(self, iface: FrontendIface, arp: bool = False) -> None:
         """Forward frames untouched; the engine, not us, decides what they mean."""
-        sock, engine = iface.bpf, self.engine
+        sock, engine = (iface.arp if arp else iface.bpf), self.engine
         if engine is None:
             self.fatal("no channel to the engine yet")
             return
@@ -457,19 +481,21 @@ class Frontend(ChildProcess):
                 return
             frame, csumflags = got
             self.frames_read += 1
-            engine.compose(ImsgType.DHCP, imsg.Dhcp(iface.if_index, csumflags, frame).pack())
+            mtype = ImsgType.ARP if arp else ImsgType.DHCP
+            engine.compose(mtype, imsg.Dhcp(iface.if_index, 0 if arp else csumflags, frame).pack())
 
     def engine_pressure(self, congested: bool) -> None:
         """Stop reading every packet socket while the engine is behind, resume once it caught
         up; the kernel drops what the sockets cannot hold meanwhile."""
         self.reading = not congested
         for iface in self.ifaces.values():
-            if iface.bpf is None:
-                continue
-            if congested:
-                self.loop.remove_reader(iface.bpf.fileno())
-            else:
-                self.loop.add_reader(iface.bpf.fileno(), self.bpf_receive, iface)
+            for arp, sock in ((False, iface.bpf), (True, iface.arp)):
+                if sock is None:
+                    continue
+                if congested:
+                    self.loop.remove_reader(sock.fileno())
+                else:
+                    self.loop.add_reader(sock.fileno(), self.bpf_receive, iface, arp)
         if not congested:
             return
         self.read_pauses += 1
@@ -485,17 +511,22 @@ class Frontend(ChildProcess):
     def count_drops(self) -> int:
         """Add up what the kernel dropped on every packet socket since we last asked."""
         for iface in self.ifaces.values():
-            if iface.bpf is not None:
-                self.frames_dropped += bpf.take_drops(iface.bpf)
+            for sock in (iface.bpf, iface.arp):
+                if sock is not None:
+                    self.frames_dropped += bpf.take_drops(sock)
         return self.frames_dropped
 
-    def close_bpf(self, iface: FrontendIface) -> None:
-        """Close the packet socket, its drops counted first."""
-        if iface.bpf is not None:
-            self.frames_dropped += bpf.take_drops(iface.bpf)
-            self.loop.remove_reader(iface.bpf.fileno())
-            iface.bpf.close()
-            iface.bpf = None
+    def close_packet(self, iface: FrontendIface, *, arp: bool) -> None:
+        """Close the DHCP (or ARP) packet socket, its drops counted first."""
+        sock = iface.arp if arp else iface.bpf
+        if sock is not None:
+            self.frames_dropped += bpf.take_drops(sock)
+            self.loop.remove_reader(sock.fileno())
+            sock.close()
+            if arp:
+                iface.arp = None
+            else:
+                iface.bpf = None
 
     def dispatch_engine(self, msg: Imsg) -> None:
         """frontend_dispatch_engine."""
@@ -515,6 +546,13 @@ class Frontend(ChildProcess):
             self.send_packet(t, req)
             # sent or not, the engine may now have the address removed
             self.compose_engine(ImsgType.RELEASE_SENT, imsg.IfIndex(req.if_index).pack())
+        elif t is ImsgType.SEND_DECLINE:  # RFC 2131 4.4.4: broadcast, 50 and 54, ciaddr 0
+            req = imsg.ReqDhcp.unpack(msg.data)
+            if ZERO in (req.requested_ip, req.server_identifier):
+                raise ImsgError("DHCPDECLINE without address or server identifier")
+            if (req.ciaddr, req.dhcp_server) != (ZERO, ZERO):
+                raise ImsgError("DHCPDECLINE with ciaddr or a unicast target")
+            self.send_packet(t, req)
         elif t in (ImsgType.CTL_SHOW_INTERFACE_INFO, ImsgType.CTL_END):
             imsg.decode(t, msg.data, reply=True)  # garbage from a sibling is fatal
             if self.control is not None:
@@ -601,6 +639,8 @@ class Frontend(ChildProcess):
     def procinfo(self) -> imsg.ProcInfo:
         ifaces = self.ifaces.values()
         rx_only = sum(1 for i in ifaces if i.bpf is not None and bpf.receive_only(i.bpf))
+        arp_held = sum(1 for i in ifaces if i.arp is not None)
+        arp_rx = sum(1 for i in ifaces if i.arp is not None and bpf.receive_only(i.arp))
         return procinfo.snapshot(
             self.status_fd,
             "frontend",
@@ -609,9 +649,10 @@ class Frontend(ChildProcess):
             read_pauses=self.read_pauses,
             sockets=procinfo.Sockets(
                 packet_rx_only=rx_only,
-                packet_tx=sum(1 for i in ifaces if i.bpf is not None) - rx_only,
+                packet_tx=sum(1 for i in ifaces if i.bpf is not None) - rx_only + arp_held - arp_rx,
                 udp_broadcast=sum(1 for i in ifaces if i.bcast is not None),
                 udp_unicast=sum(1 for i in ifaces if i.udp is not None),
+                arp_rx_only=arp_rx,
             ),
         )
 

@@ -92,6 +92,21 @@ Additions the original does not have (issue 15):
 - Rapid commit (RFC 4039, ``FsmConfig.rapid_commit``): the frontend puts option 80 in the
   DISCOVER; a DHCPACK is taken in Init only then, and only if it carries option 80 (one
   without is dropped); an OFFER still leads to the four-message exchange.
+- Address conflict detection (RFC 5227, ``FsmConfig.arp_probe``; the timers are
+  :mod:`acd`'s, folded into `Fsm.deadline`, each firing as the ARP_TIMER event). The probe
+  starts as soon as the address is known, so it runs in parallel with the exchange that
+  follows: at the OFFER (beside the REQUEST), on entering Rebooting (beside INIT-REBOOT's
+  REQUEST), at a rapid-commit ACK. An ACK that comes before the probe is done waits in
+  Probing (nothing configured); once the probe is clear the lease is put in place and
+  announced, and from then on defended (Bound, Renewing, Rebinding). A conflict in
+  Probing, or one that is not defended, gives the address up: DNS, address and routes are
+  withdrawn, a DHCPDECLINE (RFC 2131 4.4.4: broadcast, options 50 and 54, ``ciaddr`` 0)
+  is asked for, and Declined waits `acd.Acd.decline_wait` (RFC 2131 3.1.5's 10 s, 60 s
+  once RFC 5227's MAX_CONFLICTS came in a row) before starting over in Init. A conflict
+  in Requesting or Rebooting waits for the server's answer, since a DHCPDECLINE declines
+  an ACK (a held address is given up at once); a NAK or a give-up just restarts. In
+  Declined a request waits for the end of the wait (a boot script's loop must not undo
+  RFC 2131's back-off); the link going down ends it.
 """
 
 from __future__ import annotations
@@ -104,8 +119,8 @@ from dataclasses import dataclass, replace
 from ipaddress import IPv4Address
 from typing import Final, TypeAlias, assert_never
 
-from dhcpleased import defs
-from dhcpleased.packet import DhcpMessage, Route
+from dhcpleased import acd, defs
+from dhcpleased.packet import ArpPacket, DhcpMessage, Route
 
 _ZERO: Final = IPv4Address(0)
 _CLASS_E: Final = 0xF0000000
@@ -127,6 +142,8 @@ class State(enum.Enum):
     IPV6_ONLY = "IPv6 only"
     RELEASING = "Releasing"
     RELEASED = "Released"
+    PROBING = "Probing"  # RFC 5227: the ACK is in, the ARP probe of its address is not done
+    DECLINED = "Declined"  # the address was in use: DHCPDECLINE sent, waiting to start over
 
 
 class Event(enum.Enum):
@@ -144,6 +161,8 @@ class Event(enum.Enum):
     REMOVE = "remove"
     RELEASE = "release"
     RELEASE_SENT = "release sent"
+    ARP = "ARP packet"  # about the address being probed or defended
+    ARP_TIMER = "ARP timer"  # acd's deadline: the next probe or announcement, or probe done
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +173,7 @@ class FsmConfig:
     ignore_dns: bool = False
     ignore_routes: bool = False
     rapid_commit: bool = False
+    arp_probe: bool = False
 
 
 # --- actions ------------------------------------------------------------------------------
@@ -183,6 +203,15 @@ class SendRelease:
     ciaddr: IPv4Address
     server_identifier: IPv4Address
     dhcp_server: IPv4Address
+
+
+@dataclass(frozen=True, slots=True)
+class SendDecline:
+    """A DHCPDECLINE of ``address`` to ``server`` (options 50, 54), broadcast."""
+
+    xid: int
+    address: IPv4Address
+    server: IPv4Address
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,6 +270,7 @@ Action: TypeAlias = (
     SendDiscover
     | SendRequest
     | SendRelease
+    | SendDecline
     | ForgetLease
     | Configure
     | Deconfigure
@@ -248,6 +278,9 @@ Action: TypeAlias = (
     | ProposeRdns
     | WithdrawRdns
     | Log
+    | acd.Watch
+    | acd.Probe
+    | acd.Announce
 )
 
 
@@ -274,6 +307,7 @@ class _Ctx:
     msg: DhcpMessage | None = None
     remembered: IPv4Address | None = None
     config: FsmConfig | None = None
+    arp: tuple[ArpPacket, bytes] | None = None  # a received packet, the interface's MAC
 
 
 def _mac(mac: bytes) -> str:
@@ -295,6 +329,8 @@ _MSG_NAMES: Final = {defs.DHCPOFFER: "DHCPOFFER", defs.DHCPACK: "DHCPACK", defs.
 _LEASE_STATES: Final = frozenset(
     {State.REQUESTING, State.RENEWING, State.REBINDING, State.REBOOTING}
 )
+_ACK_TARGETS: Final = (State.BOUND, State.IPV6_ONLY, State.PROBING, State.DECLINED)
+_IN_USE: Final = frozenset({State.BOUND, State.RENEWING, State.REBINDING})
 
 
 class Fsm:
@@ -317,6 +353,8 @@ class Fsm:
         self._nameservers: tuple[IPv4Address, ...] = ()
         self._search: tuple[str, ...] = ()
         self._link_up = False
+        self._acd = acd.Acd()
+        self._entries = 0  # states entered so far: a handler that re-arms the DHCP timer
         self._clear_lease()
 
     # --- read-only views (ctl report, lease file, engine) -----------------------------------
@@ -336,7 +374,15 @@ class Fsm:
     @property
     def deadline(self) -> float | None:
         """Absolute time at which to call `timeout`; None = no timer."""
-        return self._deadline
+        arp = self._acd.deadline
+        if arp is None or self._deadline is None:
+            return self._deadline if arp is None else arp
+        return min(arp, self._deadline)
+
+    @property
+    def acd(self) -> acd.Acd:
+        """Conflict detection's state, for dhcpleasectl (read it, do not drive it)."""
+        return self._acd
 
     @property
     def jitter(self) -> float:
@@ -435,10 +481,26 @@ class Fsm:
         return self._dispatch(event, _Ctx(now, msg=msg))
 
     def timeout(self, now: float) -> list[Action]:
-        """The deadline passed (an early call acts as if it had); no timer = nothing to do."""
-        if self._deadline is None:
+        """The deadline passed (an early call acts as if it had); no timer = nothing to do.
+
+        Two timers may be due: acd's fires first (ARP_TIMER), then the DHCP one (TIMEOUT)
+        unless the first moved the machine to another state, which set a new one.
+        """
+        first = self.deadline
+        if first is None:
             return []
-        return self._dispatch(Event.TIMEOUT, _Ctx(now))
+        due = max(first, now)
+        out: list[Action] = []
+        arp, dhcp, entries = self._acd.deadline, self._deadline, self._entries
+        if arp is not None and arp <= due:
+            out += self._dispatch(Event.ARP_TIMER, _Ctx(now))
+        if dhcp is not None and dhcp <= due and self._entries == entries:
+            out += self._dispatch(Event.TIMEOUT, _Ctx(now))
+        return out
+
+    def arp(self, pkt: ArpPacket, our_mac: bytes, now: float) -> list[Action]:
+        """A parsed ARP packet about the address being probed or defended (RFC 5227)."""
+        return self._dispatch(Event.ARP, _Ctx(now, arp=(pkt, our_mac)))
 
     def request_reboot(self, now: float) -> list[Action]:
         """dhcpleasectl or a config change asks to verify or get a lease now."""
@@ -479,6 +541,7 @@ class Fsm:
         """An overdue deadline reads as "now", never as a time in the past."""
         if self._deadline is not None and self._deadline < now:
             self._deadline = now
+        self._acd.clamp(now)
 
     def _log(self, level: int, message: str) -> None:
         self._out.append(Log(level, message))
@@ -601,7 +664,7 @@ class Fsm:
             self._log(logging.DEBUG, "ignoring DHCPACK without rapid commit in Init")
         else:
             self._h_ack(ctx)
-            self._rapid_commit = self._state is State.BOUND
+            self._rapid_commit = self._state in (State.BOUND, State.PROBING)
 
     def _h_offer(self, ctx: _Ctx) -> None:
         msg = ctx.msg
@@ -665,7 +728,61 @@ class Fsm:
         self._host_name = msg.host_name or ""
         self._siaddr = msg.siaddr
         self._file = msg.file.split(b"\0", 1)[0]
-        self._enter(State.BOUND)
+        self._bind()
+
+    def _bind(self) -> None:
+        """The ACK is in: Bound, or Probing until the ARP probe is done, or Declined if it
+        found the address taken (RFC 5227; with ``arp probe`` off, always Bound)."""
+        a, addr = self._acd, self._requested_ip
+        if not self._config.arp_probe:
+            self._enter(State.BOUND)
+        elif a.watching(addr) and a.phase is acd.Phase.CONFLICT:
+            self._enter(State.DECLINED)
+        elif a.watching(addr) and a.clear:
+            self._enter(State.BOUND)
+        else:
+            self._enter(State.PROBING)
+
+    def _h_arp(self, ctx: _Ctx) -> None:
+        """A conflict is declined once the server has answered; the first one met while
+        the address is in use is defended (acd.Verdict)."""
+        assert ctx.arp is not None
+        pkt, mac = ctx.arp
+        verdict, actions = self._acd.frame(pkt, mac, ctx.now)
+        if verdict is acd.Verdict.NONE:
+            return
+        claim = f"address conflict: {self._acd.address} is claimed by {_mac(pkt.sha)}"
+        if verdict is acd.Verdict.DEFENDED:
+            self._log(logging.WARNING, f"{claim}, defending it")
+            self._out += actions
+        elif self._state in (State.REQUESTING, State.REBOOTING):
+            self._log(logging.WARNING, f"{claim}, declining it when the server answers")
+            self._cease()
+        else:
+            self._log(logging.WARNING, claim)
+            self._enter(State.DECLINED)
+
+    def _h_arp_timer(self, ctx: _Ctx) -> None:
+        self._out += self._acd.timer(ctx.now, self._rng)
+        if self._acd.phase is acd.Phase.CLEAR:
+            self._log(logging.DEBUG, f"ARP probe: no one else has {self._acd.address}")
+            if self._state is State.PROBING:
+                self._enter(State.BOUND)
+
+    def _watch(self) -> None:
+        """Probe the address about to be asked for, unless that is under way already (or
+        it is the one in use, being defended): Requesting, Rebooting, Probing."""
+        addr = self._requested_ip
+        if self._config.arp_probe and addr != _ZERO and not self._acd.watching(addr):
+            self._out += self._acd.start(addr, self._now, self._rng)
+
+    def _cease(self) -> None:
+        """Stop using a held address at once (RFC 5227 2.4), keeping the lease's values."""
+        applied = self._applied
+        if applied is not None:
+            self._withdraw_rdns()
+            self._out.append(Deconfigure(applied.address, applied.mask, applied.routes))
+            self._applied = None
 
     def _h_reconfigure(self, ctx: _Ctx) -> None:
         new = ctx.config
@@ -681,6 +798,16 @@ class Fsm:
                 self._out.append(WithdrawRoutes(self._applied.routes))
                 self._applied = replace(self._applied, routes=())
             self._routes = ()
+        if old.arp_probe and not new.arp_probe:
+            self._out += self._acd.stop()
+            if self._state is State.PROBING:
+                self._enter(State.BOUND)
+        elif new.arp_probe and not old.arp_probe:
+            held = self._applied
+            if self._state in _IN_USE and held is not None:
+                self._out += self._acd.defend(held.address)
+            elif self._state in (State.REQUESTING, State.REBOOTING):
+                self._watch()
 
     def _h_remove(self, ctx: _Ctx) -> None:
         self._drop_lease()
@@ -794,7 +921,7 @@ class Fsm:
                 file=self._file,
                 domain_name=self._domain,
                 host_name=self._host_name,
-                lease_time=self._lease_time,
+                lease_time=max(self._lease_time - int(self._now - self._request_time), 1),
             )
         )
         if not renewal or new != old:
@@ -829,6 +956,8 @@ class Fsm:
                 | State.IPV6_ONLY
                 | State.RELEASING
                 | State.RELEASED
+                | State.PROBING
+                | State.DECLINED
             ):
                 raise InvalidTransition(f"no DHCPREQUEST in {self._state.value}")
             case _:
@@ -852,6 +981,9 @@ class Fsm:
         if cell is None or new not in cell.targets:
             raise InvalidTransition(f"{self._state.value} -> {new.value}")
         old, self._state = self._state, new
+        self._entries += 1
+        if new in (State.DOWN, State.INIT, State.IPV6_ONLY, State.RELEASING, State.RELEASED):
+            self._out += self._acd.stop()  # nothing to probe or defend there
         timo: float | None
         match new:
             case State.DOWN:
@@ -876,12 +1008,30 @@ class Fsm:
                     self._xid = self._rng.getrandbits(32)
                 timo = self._backoff(old, new, restart)
                 self._request()
+                self._watch()
             case State.REQUESTING:
                 timo = self._backoff(old, new, restart)
                 self._request()
-            case State.BOUND:
-                timo = self._renewal_time
+                self._watch()
+            case State.BOUND:  # T1 counts from the ACK, which Probing may have held
+                held_for = self._now - self._request_time
+                timo = max(self._renewal_time - held_for, 0.0) if held_for else self._renewal_time
                 self._apply(renewal=old in (State.RENEWING, State.REBINDING))
+                self._out += self._acd.use(self._now)
+            case State.PROBING:
+                self._watch()
+                timo = None  # acd's timer decides
+            case State.DECLINED:
+                address, server = self._requested_ip, self._server_identifier
+                self._drop_lease()
+                self._out += self._acd.stop()
+                self._xid = self._rng.getrandbits(32)
+                if server == _ZERO:
+                    self._log(logging.WARNING, "no server identifier known: no DHCPDECLINE sent")
+                else:
+                    self._log(logging.INFO, f"DHCPDECLINE of {address} to {server}")
+                    self._out.append(SendDecline(self._xid, address, server))
+                timo = self._acd.decline_wait
             case State.RENEWING:
                 if old is State.BOUND:
                     half = (self._rebinding_time - self._renewal_time) // 2
@@ -967,13 +1117,15 @@ def _build_table() -> dict[tuple[State, Event], Cell]:
         table[(st, e.REMOVE)] = _cell(f._h_remove, s.DOWN)
         table[(st, e.RELEASE)] = _cell(f._h_release, s.RELEASING, s.RELEASED)
         table[(st, e.RELEASE_SENT)] = _cell(f._h_nothing)  # a late or stray word: no-op
+        table[(st, e.ARP)] = _cell(f._h_arp)  # acd is idle in most states: nothing happens
+        table[(st, e.ARP_TIMER)] = _cell(f._h_arp_timer)
         if st in (s.BOUND, s.RENEWING, s.REBINDING, s.REBOOTING):  # an address is held
             table[(st, e.LINK_UP)] = _cell(f._h_link_up, s.REBOOTING)
             table[(st, e.REQUEST_REBOOT)] = _cell(f._h_to_rebooting, s.REBOOTING)
         else:
             table[(st, e.LINK_UP)] = _cell(f._h_link_up, s.REBOOTING, s.INIT)
     for st in _LEASE_STATES:
-        table[(st, e.ACK)] = _cell(f._h_ack, s.BOUND, s.IPV6_ONLY)
+        table[(st, e.ACK)] = _cell(f._h_ack, *_ACK_TARGETS)
         table[(st, e.NAK)] = _cell(f._h_to_init, s.INIT)
     table[(s.DOWN, e.LINK_DOWN)] = _cell(f._h_nothing)
     table[(s.DOWN, e.TIMEOUT)] = _cell(f._h_to_down, s.DOWN)
@@ -990,7 +1142,7 @@ def _build_table() -> dict[tuple[State, Event], Cell]:
     table[(s.REBOOTING, e.REQUEST_REBOOT)] = _cell(f._h_restart, s.REBOOTING)
     table[(s.IPV6_ONLY, e.TIMEOUT)] = _cell(f._h_to_init, s.INIT)
     table[(s.IPV6_ONLY, e.REQUEST_REBOOT)] = _cell(f._h_to_init, s.INIT)
-    table[(s.INIT, e.ACK)] = _cell(f._h_rapid_ack, s.BOUND, s.IPV6_ONLY)
+    table[(s.INIT, e.ACK)] = _cell(f._h_rapid_ack, *_ACK_TARGETS)
     # Releasing: the address stays until the DHCPRELEASE left, then Released; everything
     # else waits (a request is not lost: dhcpleasectl release returns once Released).
     for ev in (e.LINK_UP, e.LINK_DOWN, e.REQUEST_REBOOT, e.RELEASE):
@@ -1001,6 +1153,16 @@ def _build_table() -> dict[tuple[State, Event], Cell]:
     table[(s.RELEASED, e.TIMEOUT)] = _cell(f._h_nothing)
     table[(s.RELEASED, e.REQUEST_REBOOT)] = _cell(f._h_released_request, s.INIT, s.DOWN)
     table[(s.RELEASED, e.RELEASE)] = _cell(f._h_forget)  # done already: say so again
+    # RFC 5227: Probing holds an ACK until acd's probe is done; Declined waits to start over
+    for st in (s.PROBING, *_IN_USE):
+        table[(st, e.ARP)] = _cell(f._h_arp, s.DECLINED)
+    table[(s.PROBING, e.ARP_TIMER)] = _cell(f._h_arp_timer, s.BOUND)
+    table[(s.PROBING, e.RECONFIGURE)] = _cell(f._h_reconfigure, s.BOUND)  # arp probe unset
+    table[(s.PROBING, e.TIMEOUT)] = _cell(f._h_nothing)  # no DHCP timer there
+    table[(s.PROBING, e.REQUEST_REBOOT)] = _cell(f._h_nothing)  # done within seconds
+    table[(s.DECLINED, e.TIMEOUT)] = _cell(f._h_to_init, s.INIT)
+    table[(s.DECLINED, e.REQUEST_REBOOT)] = _cell(f._h_nothing)  # RFC 2131's wait first
+    table[(s.DECLINED, e.LINK_UP)] = _cell(f._h_nothing)  # still up: the wait goes on
     return table
 
 

@@ -35,8 +35,10 @@ MAX_PAYLOAD: Final = MAX_IMSGSIZE - HEADER.size
 # The fsm's state names (fsm.State values); the ctl report and monitor events carry them.
 STATE_NAMES: Final = frozenset(
     {"Down", "Init", "Requesting", "Bound", "Renewing", "Rebinding", "Rebooting", "IPv6 only"}
-    | {"Releasing", "Released"}
+    | {"Releasing", "Released", "Probing", "Declined"}
 )
+# acd.Phase values: what address conflict detection is doing (RFC 5227)
+ARP_PHASES: Final = frozenset({"idle", "probing", "clear", "conflict", "announcing", "defending"})
 STATE_SIZE: Final = 16  # the original's state[sizeof("IF_INIT_REBOOT")], rounded up
 PROC_NAME_SIZE: Final = 16
 REASON_SIZE: Final = 64
@@ -103,6 +105,14 @@ class ImsgType(enum.IntEnum):
     RELEASED = enum.auto()  # engine -> main: lease given back, drop its lease file
     SANDBOX_UP = enum.auto()  # engine/fe -> main, once: my sandbox is in place (readiness)
     BCASTSOCK = enum.auto()  # main -> fe: UDP socket 0.0.0.0:68 -> 255.255.255.255:67
+    # --- address conflict detection (RFC 5227) ---
+    SEND_DECLINE = enum.auto()  # engine -> fe: broadcast a DHCPDECLINE (ReqDhcp)
+    ARP_WATCH = enum.auto()  # engine -> main: open the ARP socket for an address (0: close)
+    ARP_PROBE = enum.auto()  # engine -> main: send an ARP probe for the watched address
+    ARP_ANNOUNCE = enum.auto()  # engine -> main: announce (or defend) a configured address
+    ARPSOCK = enum.auto()  # main -> fe: locked receive-only packet socket, ARP about it
+    CLOSE_ARPSOCK = enum.auto()  # main -> fe: the address is no longer watched
+    ARP = enum.auto()  # fe -> engine: one ARP frame from that socket (Dhcp's layout)
 
 
 def type_name(t: int) -> str:
@@ -588,6 +598,7 @@ class IfaceConf(Payload):
     ignore_servers: tuple[IPv4Address, ...] = field(metadata=_m(_Addrs(defs.MAX_SERVERS)))
     prefer_ipv6: bool = field(metadata=_m(_BOOL))
     rapid_commit: bool = field(default=False, metadata=_m(_BOOL))  # "send rapid commit"
+    arp_probe: bool = field(default=False, metadata=_m(_BOOL))  # "arp probe" (RFC 5227)
 
 
 @_wire
@@ -602,6 +613,15 @@ class ReqDhcp(Payload):
     requested_ip: IPv4Address = field(metadata=_m(_ADDR))
     server_identifier: IPv4Address = field(metadata=_m(_ADDR))
     dhcp_server: IPv4Address = field(metadata=_m(_ADDR))  # unicast target: RENEWING, RELEASE
+
+
+@_wire
+@dataclass(frozen=True, slots=True)
+class ArpReq(Payload):
+    """ARP_WATCH/PROBE/ANNOUNCE and ARPSOCK: an interface and the address concerned."""
+
+    if_index: int = field(metadata=_m(_U32C))
+    address: IPv4Address = field(metadata=_m(_ADDR))
 
 
 @_wire
@@ -698,6 +718,17 @@ class CtlEngineInfo(Payload):
     domain: str = field(metadata=_m(_DOMAIN))
     search: tuple[str, ...] = field(metadata=_m(_SEARCH))
     rapid_commit: bool = field(default=False, metadata=_m(_BOOL))  # lease from DISCOVER + ACK
+    # address conflict detection (RFC 5227): configured?, what it does, about which
+    # address, probes sent of the current probe; conflicts seen, the last one's address,
+    # claimant and CLOCK_BOOTTIME (0 when there was none)
+    arp_probe: bool = field(default=False, metadata=_m(_BOOL))
+    arp_phase: str = field(default="idle", metadata=_m(_Text(STATE_SIZE, choices=ARP_PHASES)))
+    arp_address: IPv4Address = field(default=IPv4Address(0), metadata=_m(_ADDR))
+    arp_probes_sent: int = field(default=0, metadata=_m(_U32C))
+    arp_conflicts: int = field(default=0, metadata=_m(_U32C))
+    conflict_address: IPv4Address = field(default=IPv4Address(0), metadata=_m(_ADDR))
+    conflict_mac: bytes = field(default=bytes(6), metadata=_m(_Raw(defs.ETH_ALEN)))
+    conflict_time: float = field(default=0.0, metadata=_m(_FLOAT))
 
 
 @_wire
@@ -732,6 +763,7 @@ class ProcInfo(Payload):
     packet_tx: int = field(default=0, metadata=_m(_U32C))
     udp_broadcast: int = field(default=0, metadata=_m(_U32C))
     udp_unicast: int = field(default=0, metadata=_m(_U32C))
+    arp_rx_only: int = field(default=0, metadata=_m(_U32C))  # ARP sockets, receive only
 
 
 @_wire
@@ -872,6 +904,13 @@ PAYLOAD: Final[dict[ImsgType, type[Payload]]] = {
     _T.RELEASED: IfIndex,
     _T.SANDBOX_UP: Empty,
     _T.BCASTSOCK: IfIndex,
+    _T.SEND_DECLINE: ReqDhcp,
+    _T.ARP_WATCH: ArpReq,
+    _T.ARP_PROBE: ArpReq,
+    _T.ARP_ANNOUNCE: ArpReq,
+    _T.ARPSOCK: ArpReq,
+    _T.CLOSE_ARPSOCK: IfIndex,
+    _T.ARP: Dhcp,
 }
 
 # Types whose answer (same type, opposite direction) has another layout.
@@ -883,6 +922,7 @@ REPLY_PAYLOAD: Final[dict[ImsgType, type[Payload]]] = {
 # Types that must arrive with exactly one descriptor; all others must arrive without.
 FD_TYPES: Final = frozenset(
     {_T.SOCKET_IPC, _T.BPFSOCK, _T.BCASTSOCK, _T.UDPSOCK, _T.ROUTESOCK, _T.CONTROLFD, _T.MANAGE_IF}
+    | {_T.ARPSOCK}
 )
 
 

@@ -165,6 +165,9 @@ ALLOWED: dict[str, frozenset[ImsgType]] = {
             ImsgType.WITHDRAW_RDNS,
             ImsgType.RELEASED,
             ImsgType.SANDBOX_UP,
+            ImsgType.ARP_WATCH,
+            ImsgType.ARP_PROBE,
+            ImsgType.ARP_ANNOUNCE,
         }
     ),
 }
@@ -298,7 +301,12 @@ def reconf_messages(ifaces: Iterable[IfaceConf]) -> Messages:
             (
                 ImsgType.RECONF_IFACE,
                 imsg.IfaceConf(
-                    ic.name, ignore, ic.ignore_servers, ic.prefer_ipv6, ic.rapid_commit
+                    ic.name,
+                    ignore,
+                    ic.ignore_servers,
+                    ic.prefer_ipv6,
+                    ic.rapid_commit,
+                    ic.arp_probe,
                 ).pack(),
             )
         ]
@@ -420,6 +428,9 @@ class Main:
         self.bound: dict[str, str] = {}  # ifname -> "addr/len", for systemd's STATUS=
         self.loop.set_exception_handler(exception_handler(self.fail))  # a bug ends the daemon
         self.releasing: set[int] | None = None  # on exit: leases still being given back
+        from dhcpleased.arp import ParentArp  # noqa: PLC0415 - parent only (bpf, pyroute2)
+
+        self.arp = ParentArp(lambda: self.children["frontend"].channel, self.loop.time)
         self.sandboxed: set[str] = set()  # "main" and each child whose sandbox is up
 
     # --- life cycle ---------------------------------------------------------------------------
@@ -842,6 +853,29 @@ class Main:
             name = self.known_ifname(if_index)
             if name is not None:  # queued after the DECONFIGURE that came before it
                 self.serve(mtype, name, partial(self.released, name, if_index))
+        elif mtype in (ImsgType.ARP_WATCH, ImsgType.ARP_PROBE, ImsgType.ARP_ANNOUNCE):
+            req = imsg.ArpReq.unpack(data)
+            name = self.known_ifname(req.if_index)
+            if name is None:
+                return
+            if mtype is ImsgType.ARP_WATCH and req.address.is_unspecified:  # an undo: always
+                self.work.put_nowait(partial(self.arp.unwatch, req.if_index))
+            elif not is_unicast(req.address):
+                self.fail(f"engine sent {type_name(mtype)} for {req.address}")
+            else:
+                self.serve(mtype, name, partial(self.arp_request, mtype, name, req))
+
+    async def arp_request(self, mtype: ImsgType, name: str, req: imsg.ArpReq) -> None:
+        """ARP_WATCH/PROBE/ANNOUNCE for an interface with ``arp probe`` (arp.py's bounds)."""
+        ic = self.managed.get(name)
+        if ic is None or not ic.arp_probe:  # a reload turned it off meanwhile
+            log.debug("%s: %s without arp probe, ignored", name, type_name(mtype))
+        elif mtype is ImsgType.ARP_WATCH:
+            await self.arp.watch(req.if_index, name, req.address)
+        else:
+            configured = self.configured.get(req.if_index, IPv4Address(0))
+            announce = mtype is ImsgType.ARP_ANNOUNCE
+            await self.arp.send(req.if_index, name, req.address, configured if announce else None)
 
     # --- privileged work ----------------------------------------------------------------------
     async def send_bpfsock(self, if_index: int, name: str) -> None:

@@ -34,6 +34,10 @@ Choices where the original is silent or unsafe:
   host bits); more than `defs.MAX_DHCP_ROUTES` routes are ignored past the limit.
 - ``file`` and ``sname`` are returned raw up to the first NUL; ``chaddr`` as its first
   ``hlen`` bytes (at most 16).
+
+ARP (RFC 826) for address conflict detection (RFC 5227) lives here too: the engine parses
+the frames the frontend carries (`parse_arp`), the parent builds the probes and
+announcements it sends (`arp_probe`, `arp_announcement`); nothing else touches ARP bytes.
 """
 
 from __future__ import annotations
@@ -536,6 +540,68 @@ def _domain_search(data: bytes) -> tuple[str, ...]:
     return tuple(names)
 
 
+# --- ARP (RFC 826, as RFC 5227 uses it) ---------------------------------------------------
+_ARP = struct.Struct("!HHBBH6s4s6s4s")  # htype, ptype, hlen, plen, op, sha, spa, tha, tpa
+ARP_FRAME_LEN = ETH_HLEN + _ARP.size  # 42; a NIC pads it to 60 on the wire
+ARPHRD_ETHER = 1
+ARPOP_REQUEST = 1
+ARPOP_REPLY = 2
+
+
+@dataclass(frozen=True, slots=True)
+class ArpPacket:
+    """An Ethernet/IPv4 ARP request or reply; ``src_mac`` is the Ethernet source."""
+
+    src_mac: bytes
+    op: int
+    sha: bytes
+    spa: IPv4Address
+    tha: bytes
+    tpa: IPv4Address
+
+
+def parse_arp(frame: bytes) -> ArpPacket | Rejection:
+    """Decode a received ARP frame (padding and trailers allowed), or say why not.
+
+    Only what RFC 5227 reasons about passes: Ethernet hardware, IPv4 protocol, 6- and
+    4-byte addresses, a request or a reply.  Never raises.
+    """
+    frame = bytes(frame)
+    if len(frame) < ARP_FRAME_LEN:
+        return Rejection(f"truncated ARP frame ({len(frame)} bytes)")
+    _dst, src, ethertype = _ETH.unpack_from(frame)
+    if ethertype != defs.ETH_P_ARP:
+        return Rejection(f"not ARP: ethertype 0x{ethertype:04x}")
+    htype, ptype, hlen, plen, op, sha, spa, tha, tpa = _ARP.unpack_from(frame, ETH_HLEN)
+    if (htype, ptype, hlen, plen) != (ARPHRD_ETHER, defs.ETH_P_IP, defs.ETH_ALEN, 4):
+        return Rejection(f"not Ethernet/IPv4 ARP: {htype}/0x{ptype:04x}/{hlen}/{plen}")
+    if op not in (ARPOP_REQUEST, ARPOP_REPLY):
+        return Rejection(f"ARP operation {op}")
+    return ArpPacket(src, op, sha, IPv4Address(spa), tha, IPv4Address(tpa))
+
+
+def arp_frame(
+    op: int, sha: bytes, spa: IPv4Address, tha: bytes, tpa: IPv4Address, *, dst: bytes
+) -> bytes:
+    """Ethernet + ARP from ``sha`` to ``dst``; ``ValueError`` unless the MACs are 6 bytes."""
+    if not len(sha) == len(tha) == len(dst) == defs.ETH_ALEN:
+        raise ValueError("ARP hardware addresses must be 6 bytes")
+    arp = _ARP.pack(
+        ARPHRD_ETHER, defs.ETH_P_IP, defs.ETH_ALEN, 4, op, sha, spa.packed, tha, tpa.packed
+    )
+    return _ETH.pack(dst, sha, defs.ETH_P_ARP) + arp
+
+
+def arp_probe(mac: bytes, address: IPv4Address) -> bytes:
+    """RFC 5227 2.1.1: a broadcast request for ``address`` from sender IP 0.0.0.0."""
+    return arp_frame(ARPOP_REQUEST, mac, _ZERO, bytes(6), address, dst=BROADCAST_MAC)
+
+
+def arp_announcement(mac: bytes, address: IPv4Address) -> bytes:
+    """RFC 5227 2.3 (and 2.4's defence): a probe whose sender IP is the address too."""
+    return arp_frame(ARPOP_REQUEST, mac, address, bytes(6), address, dst=BROADCAST_MAC)
+
+
 @dataclass(frozen=True, slots=True)
 class Request:
     """What the engine asks the frontend to send (frontend.c ``build_packet`` inputs).
@@ -556,6 +622,9 @@ class Request:
     rapid_commit: bool = False  # a DISCOVER asks for a two-message exchange (RFC 4039)
 
 
+DECLINE_MESSAGE = b"address in use (RFC 5227 conflict)"  # option 56 of every DHCPDECLINE
+
+
 def _opt(code: int, value: bytes) -> bytes:
     value = value[: defs.MAX_OPT_LEN]
     return bytes((code, len(value))) + value
@@ -568,7 +637,9 @@ def build_bootp(req: Request) -> bytes:
     longer than 255 bytes are cut.  ``mac`` must be 6 bytes (``ValueError`` otherwise).
     A DISCOVER with ``rapid_commit`` ends with an empty option 80 (RFC 4039).  A
     DHCPRELEASE carries what RFC 2131 table 5 allows it: ``ciaddr``, 53, 61 and 54 (which
-    it MUST have; dnsmasq ignores a RELEASE without it), never 12, 50, 55 or 60.
+    it MUST have; dnsmasq ignores a RELEASE without it), never 12, 50, 55 or 60.  A
+    DHCPDECLINE, by the same table: ``ciaddr`` 0, 53, 61, 50 and 54 (both MUST; dnsmasq
+    ignores a DECLINE without them) and the 56 it SHOULD have, nothing else.
     """
     if len(req.mac) != defs.ETH_ALEN:
         raise ValueError(f"MAC must be {defs.ETH_ALEN} bytes, got {len(req.mac)}")
@@ -593,10 +664,23 @@ def build_bootp(req: Request) -> bytes:
         _opt(defs.DHO_DHCP_MESSAGE_TYPE, bytes((req.message_type,))),
     ]
     release = req.message_type == defs.DHCPRELEASE
-    if req.host_name and not release:
+    decline = req.message_type == defs.DHCPDECLINE
+    if req.host_name and not (release or decline):
         out.append(_opt(defs.DHO_HOST_NAME, req.host_name))
     client_id = req.client_id if req.client_id is not None else b"\x01" + req.mac
     out.append(_opt(defs.DHO_DHCP_CLIENT_IDENTIFIER, client_id))
+    if decline:
+        if req.ciaddr != _ZERO:
+            raise ValueError("a DHCPDECLINE has ciaddr 0")
+        for code, addr in (
+            (defs.DHO_DHCP_REQUESTED_ADDRESS, req.requested_ip),
+            (defs.DHO_DHCP_SERVER_IDENTIFIER, req.server_identifier),
+        ):
+            if addr is None or addr == _ZERO:
+                raise ValueError(f"a DHCPDECLINE needs option {code}")
+            out.append(_opt(code, addr.packed))
+        out.append(_opt(defs.DHO_DHCP_MESSAGE, DECLINE_MESSAGE))
+        return _end(out)
     if release:
         if req.server_identifier is None or req.server_identifier == _ZERO:
             raise ValueError("a DHCPRELEASE needs the server identifier")

@@ -51,6 +51,7 @@ _MACRO_MAX = 65536  # not in the original, whose macro values may grow without b
 
 KEYWORDS = frozenset(
     {
+        "arp",
         "class",
         "client",
         "commit",
@@ -65,6 +66,7 @@ KEYWORDS = frozenset(
         "no",
         "on",
         "prefer",
+        "probe",
         "rapid",
         "release",
         "routes",
@@ -106,6 +108,7 @@ class IfaceConf:
     prefer_ipv6: bool = False
     rapid_commit: bool = False  # send rapid commit (RFC 4039)
     release_on_exit: bool = False  # DHCPRELEASE and deconfigure on SIGTERM/SIGINT
+    arp_probe: bool = False  # address conflict detection (RFC 5227)
 
 
 @dataclass(frozen=True, slots=True)
@@ -477,6 +480,7 @@ class _IfaceBuilder:
     prefer_ipv6: bool = False
     rapid_commit: bool = False
     release_on_exit: bool = False
+    arp_probe: bool = False
 
     def freeze(self) -> IfaceConf:
         return IfaceConf(
@@ -490,6 +494,7 @@ class _IfaceBuilder:
             prefer_ipv6=self.prefer_ipv6,
             rapid_commit=self.rapid_commit,
             release_on_exit=self.release_on_exit,
+            arp_probe=self.arp_probe,
         )
 
 
@@ -622,6 +627,9 @@ class _Actions(Transformer[Token, None]):
 
     def release_on_exit(self, children: list[Token]) -> None:
         self._iface().release_on_exit = True
+
+    def arp_probe(self, children: list[Token]) -> None:
+        self._iface().arp_probe = True
 
 
 # --- driver ---------------------------------------------------------------------------------

@@ -142,6 +142,8 @@ def _print_iface(iface: IfaceConf) -> list[str]:
         lines.append("\tsend rapid commit")
     if iface.release_on_exit:
         lines.append("\trelease on exit")
+    if iface.arp_probe:
+        lines.append("\tarp probe")
     lines.append("}")
     return lines
 

@@ -102,6 +102,7 @@ class Sockets:
     packet_tx: int = 0
     udp_broadcast: int = 0
     udp_unicast: int = 0
+    arp_rx_only: int = 0
 
 
 def snapshot(
@@ -145,6 +146,7 @@ def snapshot(
         packet_tx=sockets.packet_tx,
         udp_broadcast=sockets.udp_broadcast,
         udp_unicast=sockets.udp_unicast,
+        arp_rx_only=sockets.arp_rx_only,
     )
 
 

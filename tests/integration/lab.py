@@ -425,6 +425,21 @@ class Lab:
         """Run a Python snippet with the project's interpreter in a lab netns."""
         return self.exec_in(ns, [sys.executable, "-c", code, *args], timeout=timeout, check=False)
 
+    def add_neighbour(self, cidr: str) -> tuple[str, str]:
+        """Another host on the server's link (a macvlan of its veth end, in a netns of its
+        own, removed with the lab) holding ``cidr``: its namespace and interface."""
+        ns = self.srv_ns.replace("-srv-", "-nb-") + f"-{len(self._namespaces)}"
+        self._ip("netns", "add", ns)
+        self._namespaces.append(ns)
+        CREATED.add(ns)
+        dev = f"nb{len(self._namespaces)}"
+        self._ip("-n", self.srv_ns, "link", "add", dev, "link", self.srv_ifname,
+                 "type", "macvlan", "mode", "bridge")  # fmt: skip
+        self._ip("-n", self.srv_ns, "link", "set", dev, "netns", ns)
+        self._ip("-n", ns, "addr", "add", cidr, "dev", dev)
+        self._ip("-n", ns, "link", "set", dev, "up")
+        return ns, dev
+
     # --- kernel state in the client netns -----------------------------------------------
     def client_link(self, *, up: bool) -> None:
         self._ip("-n", self.cli_ns, "link", "set", self.ifname, "up" if up else "down")

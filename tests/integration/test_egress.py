@@ -145,9 +145,9 @@ def start(lab: Lab) -> tuple[subprocess.Popen[bytes], int]:
     return daemon, kids_by_name(lab, daemon.pid)["dhcp-frontend"]
 
 
-def attack(lab: Lab, frontend: int, code: str) -> tuple[Any, list[bytes]]:
+def attack(lab: Lab, frontend: int, code: str, setup: str = SETUP) -> tuple[Any, list[bytes]]:
     wire = Wire(lab)
-    setup = SETUP.format(mark=MARK, forged=FORGED_MAC, server=str(lab.server_ip))
+    setup = setup.format(mark=MARK, forged=FORGED_MAC, server=str(lab.server_ip))
     r = inject(frontend, setup + code)
     control_frame(lab)
     return r, wire.seen()

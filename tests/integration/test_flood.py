@@ -46,11 +46,12 @@ FLOOD = REPO / "bench" / "flood.py"
 class WireLog:
     """:mod:`tests.integration.wirelog` running in the client netns."""
 
-    def __init__(self, lab: Lab) -> None:
+    def __init__(self, lab: Lab, *, arp: bool = False) -> None:
         self.lab = lab
         self.path = lab.tmp / "wire.jsonl"
         argv = [sys.executable, "-m", "tests.integration.wirelog", "--iface", lab.ifname,
                 "--server-ip", str(lab.server_ip), "--out", str(self.path)]  # fmt: skip
+        argv += ["--arp"] if arp else []
         self.proc = lab.spawn_in(lab.cli_ns, argv, cwd=str(REPO))
         lab.wait_for(lambda: self.events("ready"), 10, what="wirelog ready")
 

@@ -9,7 +9,9 @@ same clock in every namespace):
   (``"dir": "in"``: IPv4 source ``A``, UDP source port 67), with type, xid, ciaddr and
   destination address;
 * ``"dir": "kernel"`` for each IPv4 address the kernel adds or deletes in the netns
-  (rtnetlink), i.e. the moment the daemon's lease took effect.
+  (rtnetlink), i.e. the moment the daemon's lease took effect;
+* with ``--arp``, every ARP frame either way (``"arp-out"``, ``"arp-in"``): operation,
+  sender MAC and IP, target IP (RFC 5227's probes, announcements and claims).
 
 The socket's classic BPF filter keeps forged replies (another source address) out in the
 kernel, so a flood at any rate cannot make this log lose a real message.
@@ -30,6 +32,7 @@ from dhcpleased import bpf
 
 ETH_P_ALL = 0x0003  # a socket bound to one protocol does not see outgoing frames
 ETH_P_IP = 0x0800
+ETH_P_ARP = 0x0806
 PACKET_OUTGOING = 4
 RTMGRP_IPV4_IFADDR = 0x10
 RTM_NEWADDR, RTM_DELADDR = 20, 21
@@ -78,6 +81,25 @@ def dhcp_record(frame: bytes) -> dict[str, object] | None:
     }
 
 
+ARP_ONLY: tuple[bpf.Insn, ...] = (
+    (bpf.BPF_LD | bpf.BPF_H | bpf.BPF_ABS, 0, 0, 12),
+    (bpf.BPF_JMP | bpf.BPF_JEQ | bpf.BPF_K, 0, 1, ETH_P_ARP),
+    (bpf.BPF_RET | bpf.BPF_K, 0, 0, 0xFFFF),
+    (bpf.BPF_RET | bpf.BPF_K, 0, 0, 0),
+)
+
+
+def arp_record(frame: bytes) -> dict[str, object] | None:
+    if len(frame) < 42:
+        return None
+    return {
+        "op": struct.unpack_from("!H", frame, 20)[0],
+        "sha": frame[22:28].hex(":"),
+        "spa": socket.inet_ntoa(frame[28:32]),
+        "tpa": socket.inet_ntoa(frame[38:42]),
+    }
+
+
 def address_events(data: bytes) -> list[dict[str, object]]:
     out: list[dict[str, object]] = []
     off = 0
@@ -104,20 +126,31 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--iface", required=True)
     p.add_argument("--server-ip", required=True)
     p.add_argument("--out", required=True)
+    p.add_argument("--arp", action="store_true")
     args = p.parse_args(argv)
     pkt = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
     bpf._attach(pkt, program(args.server_ip))
     pkt.bind((args.iface, ETH_P_ALL))
+    arp = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+    bpf._attach(arp, ARP_ONLY if args.arp else bpf.DROP_ALL)
+    arp.bind((args.iface, ETH_P_ALL))
     nl = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
     nl.bind((0, RTMGRP_IPV4_IFADDR))
     with open(args.out, "a", buffering=1) as out:
         out.write(json.dumps({"t": time.monotonic(), "dir": "ready"}) + "\n")
         while True:
-            for s in select.select([pkt, nl], [], [])[0]:
+            for s in select.select([pkt, nl, arp], [], [])[0]:
                 t = time.monotonic()
                 if s is nl:
                     for ev in address_events(nl.recv(65536)):
                         out.write(json.dumps({"t": t, "dir": "kernel", **ev}) + "\n")
+                    continue
+                if s is arp:
+                    frame, addr = arp.recvfrom(4096)
+                    rec = arp_record(frame)
+                    if rec is not None:
+                        direction = "arp-out" if addr[2] == PACKET_OUTGOING else "arp-in"
+                        out.write(json.dumps({"t": t, "dir": direction, **rec}) + "\n")
                     continue
                 frame, addr = pkt.recvfrom(4096)
                 rec = dhcp_record(frame)

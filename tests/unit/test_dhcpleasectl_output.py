@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from ipaddress import IPv4Address as A
 from typing import Any
 
@@ -136,6 +137,7 @@ JSON_KEYS = {
     "version", "ifname", "if_index", "state", "running", "link_state", "address", "netmask",
     "prefixlen", "routes", "nameservers", "domain", "search", "server", "lease_time",
     "renewal_time", "rebinding_time", "lease_expires_in", "requested_at", "rapid_commit",
+    "arp",
 }  # fmt: skip
 
 
@@ -257,7 +259,7 @@ def test_procinfo_text_and_json() -> None:
         1234, 56, 7,
     )  # fmt: skip
     assert (frontend["seccomp"], frontend["seccomp_calls"]) == ("filter", 40)
-    assert frontend["packet_sockets"] == {"receive_only": 2, "can_send": 0}
+    assert frontend["packet_sockets"] == {"receive_only": 2, "can_send": 0, "arp_receive_only": 0}
     assert frontend["udp_sockets"] == {"broadcast": 2, "unicast": 1}
     assert frontend["names_destination"] is False
     assert frontend["can_send"] == lines[5].removeprefix("frontend can send: ")
@@ -298,3 +300,62 @@ def test_released_shows_only_the_state() -> None:
     assert output.render_text(i, "em0", NOW) == "em0 [Released]\n"
     obj = output.render_json(i, "em0", NOW, 0.0)
     assert (obj["state"], obj["address"], obj["server"]) == ("Released", None, None)
+
+
+SQUATTER_MAC = bytes.fromhex("02000000bad1")
+
+
+def test_arp_probe_lines_say_what_conflict_detection_does() -> None:
+    """Only with arp probe set; after the lease lines, before the server."""
+    assert "arp" not in output.render_text(info(), "em0", NOW)
+    assert output.render_json(info(), "em0", NOW, 0.0)["arp"] is None
+    cases = {
+        "idle": "arp probe: idle",
+        "probing": "arp probe: probing 192.0.2.10, 2 of 3 probes sent",
+        "clear": "arp probe: no one else has 192.0.2.10",
+        "conflict": "arp probe: 192.0.2.10 is in use by another host",
+        "announcing": "arp probe: announcing 192.0.2.10",
+        "defending": "arp probe: defending 192.0.2.10",
+    }
+    for phase, line in cases.items():
+        i = info(arp_probe=True, arp_phase=phase, arp_address=A("192.0.2.10"), arp_probes_sent=2)
+        lines = output.render_text(i, "em0", NOW).splitlines()
+        assert lines[-2:] == ["\t" + line, "\tdhcp server 192.0.2.1"]
+        obj = output.render_json(i, "em0", NOW, 0.0)["arp"]
+        assert (obj["probe"], obj["phase"], obj["address"]) == (True, phase, "192.0.2.10")
+        assert obj["probes_sent"] == (2 if phase == "probing" else None)
+        assert (obj["conflicts"], obj["last_conflict"]) == (0, None)
+
+
+def test_conflicts_seen_are_shown_with_the_claimant_and_when() -> None:
+    i = info(
+        state="Declined", requested_ip=ZERO, server_identifier=ZERO, arp_probe=True,
+        arp_conflicts=3, conflict_address=A("192.0.2.10"), conflict_mac=SQUATTER_MAC,
+        conflict_time=NOW - 125.2,
+    )  # fmt: skip
+    assert output.render_text(i, "em0", NOW) == (
+        "em0 [Declined]\n"
+        "\tarp probe: idle\n"
+        "\tarp conflicts: 3, last 192.0.2.10 claimed by 02:00:00:00:ba:d1 2 minutes ago\n"
+    )
+    obj = output.render_json(i, "em0", NOW, wall=1_700_000_000.0)["arp"]
+    assert obj == {
+        "probe": True, "phase": "idle", "address": None, "probes_sent": None, "conflicts": 3,
+        "last_conflict": {
+            "address": "192.0.2.10", "mac": "02:00:00:00:ba:d1", "seconds_ago": 125,
+            "at": "2023-11-14T22:11:14+00:00",
+        },
+    }  # fmt: skip
+    off = output.render_json(replace(i, arp_probe=False), "em0", NOW, 0.0)["arp"]
+    assert off is not None and off["probe"] is False  # conflicts seen before it was unset
+
+
+def test_the_arp_socket_in_can_send() -> None:
+    p = ProcInfo(
+        "frontend", 11, 998, 998, 0, True, 2, 5, 0, opens_sockets=False, names_dest=False,
+        packet_rx_only=1, arp_rx_only=1, udp_broadcast=1,
+    )  # fmt: skip
+    assert output.can_send(p) == (
+        "1 packet socket, receive only; 1 ARP packet socket, receive only; "
+        "UDP 68->255.255.255.255:67 on 1 interface; no destination of its own choosing"
+    )

@@ -8,7 +8,7 @@ from ipaddress import IPv4Address
 
 import pytest
 
-from dhcpleased import defs
+from dhcpleased import acd, defs
 from dhcpleased.fsm import (
     TABLE,
     TRANSITIONS,
@@ -21,12 +21,14 @@ from dhcpleased.fsm import (
     FsmConfig,
     Log,
     ProposeRdns,
+    SendDecline,
     SendDiscover,
     SendRelease,
     SendRequest,
     State,
     WithdrawRdns,
     WithdrawRoutes,
+    _Ctx,
 )
 from tests.unit.test_fsm import (
     ADDR,
@@ -44,15 +46,37 @@ from tests.unit.test_fsm import (
     to_renewing,
     to_requesting,
 )
+from tests.unit.test_fsm_acd import ARP_ON, bound_arp, claim
 
 S, E = State, Event
 D, IN, Q, B = S.DOWN, S.INIT, S.REQUESTING, S.BOUND
 RN, RB, RR, V6 = S.RENEWING, S.REBINDING, S.REBOOTING, S.IPV6_ONLY
 RING, REL = S.RELEASING, S.RELEASED
+P, DEC = S.PROBING, S.DECLINED
 Disc, Req, Conf, Deconf = SendDiscover, SendRequest, Configure, Deconfigure
 WRoutes, Prop, WRdns = WithdrawRoutes, ProposeRdns, WithdrawRdns
 Rel, Forget = SendRelease, ForgetLease
 GONE = (WRdns, Deconf, Forget)  # entering Released with a lease: DNS, address, lease file
+Watch, Probe, Announce, Decline = acd.Watch, acd.Probe, acd.Announce, SendDecline
+
+
+def probing() -> Fsm:
+    """Probing, the last probe sent: the next ARP timer finds the address clear."""
+    f = to_requesting(make(ARP_ON))
+    f.receive(msg(f, defs.DHCPACK), T0 + 0.2)
+    while f.acd.probes_sent < acd.PROBE_NUM:
+        assert f.deadline is not None
+        f.timeout(f.deadline)
+    assert f.state is P
+    return f
+
+
+def declined() -> Fsm:
+    f = probing()
+    claim(f, T0 + 5)
+    assert f.state is DEC
+    return f
+
 
 SETUP: dict[State, Callable[[], Fsm]] = {
     D: lambda: to_down_held(make()),
@@ -65,6 +89,27 @@ SETUP: dict[State, Callable[[], Fsm]] = {
     V6: lambda: to_ipv6_only(make(FsmConfig(prefer_ipv6=True))),
     RING: lambda: to_releasing(make()),
     REL: lambda: to_released(make()),
+    P: probing,
+    DEC: declined,
+}
+
+
+def bound_arp_in(state: State) -> Fsm:
+    f = bound_arp()
+    while f.state is not state:
+        assert f.deadline is not None
+        f.timeout(f.deadline)
+    return f
+
+
+# The ARP columns are walked with "arp probe" set where it changes anything (a state
+# without it has nothing to probe or defend, as the rows above show for the others).
+SETUP_ARP: dict[State, Callable[[], Fsm]] = {
+    Q: lambda: to_requesting(make(ARP_ON)),
+    RR: lambda: to_rebooting(make(ARP_ON)),
+    B: bound_arp,
+    RN: lambda: bound_arp_in(RN),
+    RB: lambda: bound_arp_in(RB),
 }
 
 # (state, event) -> (state afterwards, kinds of non-Log actions, in order)
@@ -182,6 +227,42 @@ EXPECTED: dict[tuple[State, Event], tuple[State, tuple[type, ...]]] = {
     (REL, E.REQUEST_REBOOT): (IN, (Disc,)),
     (REL, E.RECONFIGURE): (REL, ()),
     (REL, E.REMOVE): (D, ()),
+    # issue 15: address conflict detection (RFC 5227)
+    **{(st, E.ARP): (st, ()) for st in (D, IN, V6, RING, REL, DEC)},  # nothing watched
+    (Q, E.ARP): (Q, ()),  # a conflict: declined when the ACK comes
+    (RR, E.ARP): (RR, (WRdns, Deconf)),  # the held address goes at once
+    (B, E.ARP): (B, (Announce,)),  # the first conflict in use is defended
+    (RN, E.ARP): (RN, (Announce,)),
+    (RB, E.ARP): (RB, (Announce,)),
+    (P, E.ARP): (DEC, (Watch, Decline)),
+    **{(st, E.ARP_TIMER): (st, ()) for st in (D, IN, V6, RING, REL, DEC, B, RN, RB)},
+    (Q, E.ARP_TIMER): (Q, (Probe,)),
+    (RR, E.ARP_TIMER): (RR, (Probe,)),
+    (P, E.ARP_TIMER): (B, (Conf, Prop, Announce)),  # clear: in use, announced
+    (P, E.LINK_UP): (IN, (Watch, Disc)),
+    (P, E.LINK_DOWN): (D, (Watch,)),
+    (P, E.OFFER): (P, ()),
+    (P, E.ACK): (P, ()),
+    (P, E.NAK): (P, ()),
+    (P, E.OTHER): (P, ()),
+    (P, E.TIMEOUT): (P, ()),  # no DHCP timer: acd's decides
+    (P, E.REQUEST_REBOOT): (P, ()),
+    (P, E.RECONFIGURE): (B, (Watch, Conf)),  # arp probe unset: bound at once
+    (P, E.REMOVE): (D, (Watch,)),
+    (P, E.RELEASE): (REL, (Watch, Forget)),
+    (P, E.RELEASE_SENT): (P, ()),
+    (DEC, E.LINK_UP): (DEC, ()),
+    (DEC, E.LINK_DOWN): (D, ()),
+    (DEC, E.OFFER): (DEC, ()),
+    (DEC, E.ACK): (DEC, ()),
+    (DEC, E.NAK): (DEC, ()),
+    (DEC, E.OTHER): (DEC, ()),
+    (DEC, E.TIMEOUT): (IN, (Disc,)),  # RFC 2131 3.1.5's wait is over
+    (DEC, E.REQUEST_REBOOT): (DEC, ()),
+    (DEC, E.RECONFIGURE): (DEC, ()),
+    (DEC, E.REMOVE): (D, ()),
+    (DEC, E.RELEASE): (REL, (Forget,)),
+    (DEC, E.RELEASE_SENT): (DEC, ()),
 }
 
 MESSAGE_TYPE = {
@@ -200,8 +281,14 @@ def fire(f: Fsm, event: Event, now: float) -> list[Action]:
             return f.link_update(False, None, now)
         case E.OFFER | E.ACK | E.NAK | E.OTHER:
             return f.receive(msg(f, MESSAGE_TYPE[event]), now)
+        case E.TIMEOUT if f.state is P:  # the cell itself: timeout() fires acd's timer
+            return f._dispatch(event, _Ctx(now))
         case E.TIMEOUT:
             return f.timeout(f.deadline if f.deadline is not None else now)
+        case E.ARP:
+            return claim(f, now)
+        case E.ARP_TIMER:  # the cell itself, whether acd has a timer or not
+            return f._dispatch(event, _Ctx(now))
         case E.REQUEST_REBOOT:
             return f.request_reboot(now)
         case E.RECONFIGURE:
@@ -250,7 +337,8 @@ def test_expected_states_are_allowed_by_the_table() -> None:
 def test_cell(cell: tuple[State, Event]) -> None:
     state, event = cell
     after, kinds = EXPECTED[cell]
-    f = SETUP[state]()
+    arp = event in (E.ARP, E.ARP_TIMER) and state in SETUP_ARP
+    f = SETUP_ARP[state]() if arp else SETUP[state]()
     assert f.state is state
     assert (f.deadline is None) is (state is REL)  # every other set-up has a timer pending
     pending = f.deadline if f.deadline is not None else T0 + 100

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from dhcpleased import defs
 from dhcpleased.imsg import (
+    ARP_PHASES,
     FD_TYPES,
     HEADER,
     IMSGF_HASFD,
@@ -21,6 +22,7 @@ from dhcpleased.imsg import (
     PAYLOAD,
     REPLY_PAYLOAD,
     STATE_NAMES,
+    ArpReq,
     ConfigureInterface,
     CtlEngineInfo,
     Dhcp,
@@ -94,6 +96,8 @@ STRATEGIES: dict[type[Payload], st.SearchStrategy[Any]] = {
         st.integers(0, 3),
         st.lists(addrs, max_size=defs.MAX_SERVERS).map(tuple),
         st.booleans(),
+        st.booleans(),
+        st.booleans(),
     ),
     OptionBytes: st.builds(OptionBytes, st.integers(1, 254), st.binary(max_size=255)),
     HostName: st.builds(HostName, st.binary(max_size=defs.MAX_HOSTNAME - 1).map(_no_nul)),
@@ -102,6 +106,7 @@ STRATEGIES: dict[type[Payload], st.SearchStrategy[Any]] = {
     ),
     ReqDhcp: st.builds(ReqDhcp, u32, u32, addrs, addrs, addrs, addrs),
     UdpSock: st.builds(UdpSock, u32, addrs),
+    ArpReq: st.builds(ArpReq, u32, addrs),
     IfInfo: st.builds(
         IfInfo, u32, ifname, u32, st.booleans(), u32, st.binary(min_size=6, max_size=6), lease_text
     ),
@@ -146,6 +151,15 @@ STRATEGIES: dict[type[Payload], st.SearchStrategy[Any]] = {
         u32,
         text(defs.MAX_DOMAIN, space=False),
         names(defs.MAX_SEARCH),
+        st.booleans(),
+        st.booleans(),
+        st.sampled_from(sorted(ARP_PHASES)),
+        addrs,
+        u32,
+        u32,
+        addrs,
+        st.binary(min_size=6, max_size=6),
+        finite,
     ),
     ProcInfo: st.builds(
         ProcInfo,
@@ -164,6 +178,7 @@ STRATEGIES: dict[type[Payload], st.SearchStrategy[Any]] = {
         st.integers(0, 0xFFFF),
         st.booleans(),
         st.booleans(),
+        u32,
         u32,
         u32,
         u32,
@@ -188,6 +203,7 @@ def example(cls: type[Payload]) -> Any:
         ReloadResult: ReloadResult(False, "a.conf:1: syntax error\na.conf:2: syntax error"),
         ReqDhcp: ReqDhcp(2, 0xDEADBEEF, A(0), A("10.0.0.5"), A("10.0.0.1"), A(0)),
         UdpSock: UdpSock(2, A("10.0.0.1")),
+        ArpReq: ArpReq(2, A("10.0.0.5")),
         IfInfo: IfInfo(2, "eth0", 0, True, 6, b"\x02\0\0\0\0\x01", "version: 2\nip: 10.0.0.5\n"),
         Dhcp: Dhcp(2, 0x80, b"\x01" * 342),
         ConfigureInterface: ConfigureInterface(
@@ -288,7 +304,7 @@ def test_type_name() -> None:
 def test_type_order() -> None:
     names_ = [t.name for t in ImsgType]
     assert names_[:4] == ["NONE", "CTL_LOG_VERBOSE", "CTL_SHOW_INTERFACE_INFO", "CTL_SEND_REQUEST"]
-    assert names_[-13:] == [
+    assert names_[-20:-7] == [
         "CTL_MONITOR",
         "CTL_MONITOR_EVENT",
         "CTL_PROCINFO",
@@ -303,6 +319,16 @@ def test_type_order() -> None:
         "SANDBOX_UP",
         "BCASTSOCK",
     ]
+    assert names_[-7:] == [  # issue 15.1, appended: numbers 45-51
+        "SEND_DECLINE",
+        "ARP_WATCH",
+        "ARP_PROBE",
+        "ARP_ANNOUNCE",
+        "ARPSOCK",
+        "CLOSE_ARPSOCK",
+        "ARP",
+    ]
+    assert int(ImsgType.SEND_DECLINE) == 45 and int(ImsgType.ARP) == 51
     assert [int(t) for t in ImsgType] == list(range(len(names_)))
 
 

@@ -323,16 +323,21 @@ def test_every_option() -> None:
     assert option('send client id "1:2"') == IfaceConf("em0", c_id=b"\x01\x02")
     assert option("send rapid commit") == IfaceConf("em0", rapid_commit=True)
     assert option("release on exit") == IfaceConf("em0", release_on_exit=True)
+    assert option("arp probe") == IfaceConf("em0", arp_probe=True)
+    assert IfaceConf("em0").arp_probe is False  # off, as the original has no probing
     assert IfaceConf("em0").rapid_commit is IfaceConf("em0").release_on_exit is False  # off
 
 
 def test_issue_15_options_are_keywords() -> None:
     for line in ("send rapid", "rapid commit", "release", "release on", "release exit",
-                 "send rapid commit now", "release on exit 1"):  # fmt: skip
+                 "send rapid commit now", "release on exit 1", "arp", "probe", "arp probe 3",
+                 "probe arp", "send arp probe", "arp probes"):  # fmt: skip
         assert errors(f"interface em0 {{\n\t{line}\n}}\n") == ["t.conf:2: syntax error"]
     assert errors("interface release { ignore dns }\n") == ["t.conf:1: syntax error"]
     assert one("interface 'release' { ignore dns }").name == "release"  # quoted: a string
     assert errors("on = 'eth0'\n") == ["t.conf:1: syntax error"]  # nor a macro name
+    assert errors("interface arp { arp probe }\n") == ["t.conf:1: syntax error"]
+    assert one("interface 'arp' { arp probe }") == IfaceConf("arp", arp_probe=True)
 
 
 def test_incomplete_options() -> None:

@@ -54,10 +54,10 @@ def test_full_fixture_canonical_text() -> None:
 
 def test_issue_15_options_print_last() -> None:
     conf = parse_config(
-        "interface em0 {\n\trelease on exit\n\tsend rapid commit\n\tignore dns\n}\n"
+        "interface em0 {\n\tarp probe\n\trelease on exit\n\tsend rapid commit\n\tignore dns\n}\n"
     )
     assert roundtrip(conf) == (
-        "interface em0 {\n\tignore dns\n\tsend rapid commit\n\trelease on exit\n}\n"
+        "interface em0 {\n\tignore dns\n\tsend rapid commit\n\trelease on exit\n\tarp probe\n}\n"
     )
 
 
@@ -209,6 +209,7 @@ def _ifaces(draw: st.DrawFn, name: str) -> IfaceConf:
         prefer_ipv6=draw(st.booleans()),
         rapid_commit=draw(st.booleans()),
         release_on_exit=draw(st.booleans()),
+        arp_probe=draw(st.booleans()),
     )
 
 

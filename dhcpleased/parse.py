@@ -61,8 +61,10 @@ KEYWORDS = frozenset(
         "ignore",
         "interface",
         "ipv6",
+        "mtu",
         "name",
         "no",
+        "ntp",
         "on",
         "prefer",
         "rapid",
@@ -106,6 +108,8 @@ class IfaceConf:
     prefer_ipv6: bool = False
     rapid_commit: bool = False  # send rapid commit (RFC 4039)
     release_on_exit: bool = False  # DHCPRELEASE and deconfigure on SIGTERM/SIGINT
+    ignore_mtu: bool = False  # leave the interface's MTU alone (option 26 not requested)
+    ignore_ntp: bool = False  # hand no NTP servers on (option 42 not requested)
 
 
 @dataclass(frozen=True, slots=True)
@@ -477,6 +481,8 @@ class _IfaceBuilder:
     prefer_ipv6: bool = False
     rapid_commit: bool = False
     release_on_exit: bool = False
+    ignore_mtu: bool = False
+    ignore_ntp: bool = False
 
     def freeze(self) -> IfaceConf:
         return IfaceConf(
@@ -490,6 +496,8 @@ class _IfaceBuilder:
             prefer_ipv6=self.prefer_ipv6,
             rapid_commit=self.rapid_commit,
             release_on_exit=self.release_on_exit,
+            ignore_mtu=self.ignore_mtu,
+            ignore_ntp=self.ignore_ntp,
         )
 
 
@@ -602,6 +610,12 @@ class _Actions(Transformer[Token, None]):
 
     def ignore_dns(self, children: list[Token]) -> None:
         self._iface().ignore_dns = True
+
+    def ignore_mtu(self, children: list[Token]) -> None:
+        self._iface().ignore_mtu = True
+
+    def ignore_ntp(self, children: list[Token]) -> None:
+        self._iface().ignore_ntp = True
 
     def ignore_server(self, children: list[Token]) -> None:
         iface = self._iface()

@@ -209,6 +209,8 @@ def _ifaces(draw: st.DrawFn, name: str) -> IfaceConf:
         prefer_ipv6=draw(st.booleans()),
         rapid_commit=draw(st.booleans()),
         release_on_exit=draw(st.booleans()),
+        ignore_mtu=draw(st.booleans()),
+        ignore_ntp=draw(st.booleans()),
     )
 
 

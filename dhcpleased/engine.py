@@ -51,6 +51,8 @@ class EngineConf:
             ignore_dns=bool(self.ignore & defs.IGN_DNS),
             ignore_routes=bool(self.ignore & defs.IGN_ROUTES),
             rapid_commit=self.rapid_commit,
+            ignore_mtu=bool(self.ignore & defs.IGN_MTU),
+            ignore_ntp=bool(self.ignore & defs.IGN_NTP),
         )
 
 
@@ -322,6 +324,8 @@ class Engine(ChildProcess):
             domain=m.domain,
             search=m.search,
             rapid_commit=m.rapid_commit,
+            mtu=m.mtu,
+            ntp=m.ntp,
         )
         fe.compose(ImsgType.CTL_SHOW_INTERFACE_INFO, info.pack(), peerid=msg.peerid, pid=msg.pid)
 
@@ -386,6 +390,14 @@ class Engine(ChildProcess):
             elif isinstance(a, fsm.WithdrawRdns):
                 rd = imsg.ProposeRdns(iface.if_index, 0, (), "", ())
                 self.main.compose(ImsgType.WITHDRAW_RDNS, rd.pack())
+            elif isinstance(a, fsm.SetMtu):
+                self.main.compose(ImsgType.SET_MTU, imsg.IfMtu(iface.if_index, a.mtu).pack())
+            elif isinstance(a, fsm.RestoreMtu):
+                self.main.compose(ImsgType.RESTORE_MTU, imsg.IfIndex(iface.if_index).pack())
+            elif isinstance(a, fsm.ProposeNtp | fsm.WithdrawNtp):
+                servers = a.servers if isinstance(a, fsm.ProposeNtp) else ()
+                kind = ImsgType.PROPOSE_NTP if servers else ImsgType.WITHDRAW_NTP
+                self.main.compose(kind, imsg.NtpServers(iface.if_index, servers).pack())
         self.announce(iface, reason)
         if iface.machine.deadline != iface.deadline:  # else the earliest one is unchanged
             self.rearm()

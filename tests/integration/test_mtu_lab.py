@@ -136,8 +136,7 @@ def test_refused_mtus_change_nothing(value: int) -> None:
         daemon = lab.start_daemon("-d", "-v", lab.ifname)
         wait_leased(lab, daemon)
         line = (
-            f"dl0: ignoring interface MTU 500 from {lab.mac(lab.srv_ns, lab.srv_ifname)}: "
-            "below 576"
+            f"dl0: ignoring interface MTU 500 from {lab.mac(lab.srv_ns, lab.srv_ifname)}: below 576"
             if value < 576
             else f"dl0: refusing MTU 9000 from the lease: above the device's maximum {limit}"
         )

@@ -33,9 +33,13 @@ NTP servers (option 42) go to the time daemon the parent found (resolver.detect_
 as Debian's dhclient hook and NetworkManager's chrony dispatcher hand them on:
 
 * ``timesyncd``: ``[Time] NTP=...`` in ``/run/systemd/timesyncd.conf.d/dhcpleased-IF.conf``
-  (NTP= lines add up across drop-ins), then ``systemctl try-restart
+  (NTP= lines add up across drop-ins), then ``systemctl --no-block try-restart
   systemd-timesyncd.service`` (timesyncd reads its configuration only when it starts;
-  uid 0 may ask systemd for that without a capability).  Landlock: write that directory;
+  uid 0 may ask systemd for that without a capability).  ``--no-block``: a timesyncd slow
+  to stop must not hold up the parent, which waits for this answer before its next
+  privileged job.  Restarts are spaced :data:`RESTART_SPACING` apart: systemd gives up
+  on a unit started 5 times in 10 s (``start-limit-hit``) and would leave timesyncd
+  down.  Landlock: write that directory;
 * ``chrony``: ``server A iburst`` lines in ``/run/chrony-dhcp/IF.sources``, which
   chrony's ``sourcedir /run/chrony-dhcp`` reads, then ``chronyc reload sources`` when
   chronyd runs (else it reads the directory when it starts).  That command is taken only
@@ -65,6 +69,7 @@ import socket
 import struct
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 from typing import Final
@@ -260,6 +265,8 @@ CHRONY_SOURCES_DIR: Final = "/run/chrony-dhcp"
 CHRONYD_SOCKET: Final = "/run/chrony/chronyd.sock"
 CHRONYC_DIR: Final = os.path.join(defs.RUN_DIR, "chronyc")
 CHRONYD_LINK: Final = "chronyd.sock"  # in chronyc_dir, pointing at chronyd's socket
+RESTART_SPACING: Final = 2.5  # s between timesyncd restarts: 4 in 10 s, under the limit
+_restarted = [float("-inf")]  # monotonic time of the last restart (this process's only)
 
 
 @dataclass(frozen=True, slots=True)
@@ -310,7 +317,7 @@ class NtpHandOff:
         """The command that makes the daemon read its servers again, None if it is not
         running (chrony's reads its sourcedir when it starts)."""
         if self.mode == "timesyncd":  # try-restart: only a running timesyncd
-            return [self.exe, "try-restart", TIMESYNCD_UNIT]
+            return [self.exe, "--no-block", "try-restart", TIMESYNCD_UNIT]
         if not os.path.isdir(os.path.dirname(self.chronyd_socket)):
             return None
         return [self.exe, "-h", os.path.join(self.chronyc_dir, CHRONYD_LINK), "reload", "sources"]
@@ -322,7 +329,9 @@ class NtpHandOff:
         return cls(*argv)
 
 
-def serve_ntp(h: NtpHandOff, req: Request, timeout: float = TIMEOUT) -> None:
+def serve_ntp(
+    h: NtpHandOff, req: Request, timeout: float = TIMEOUT, spacing: float = RESTART_SPACING
+) -> None:
     """Write or remove the interface's file; tell the daemon if that changed anything."""
     path = h.path(req.ifname)
     try:
@@ -340,8 +349,12 @@ def serve_ntp(h: NtpHandOff, req: Request, timeout: float = TIMEOUT) -> None:
     else:
         os.unlink(path)
     command = h.reload()
-    if command is not None:
-        run_tool(command, None, timeout)
+    if command is None:
+        return
+    if h.mode == "timesyncd":
+        time.sleep(max(0.0, _restarted[0] + spacing - time.monotonic()))
+        _restarted[0] = time.monotonic()
+    run_tool(command, None, timeout)
 
 
 def write_atomic(path: str, data: bytes, mode: int) -> None:

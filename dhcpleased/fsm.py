@@ -96,9 +96,11 @@ Additions the original does not have (issue 15):
   lease's MTU is applied to the interface (`SetMtu`, after Configure) and put back
   (`RestoreMtu`) when the address goes, when a renewal no longer carries it, or when
   "ignore mtu" is newly set; an MTU below `defs.MIN_MTU` is refused with a warning (the
-  device's maximum is the parent's to check). NTP servers are proposed and withdrawn the
-  way DNS is (`ProposeNtp`/`WithdrawNtp`: link down, lease end, "ignore ntp" newly set),
-  unicast ones only, at most `defs.MAX_NTP_COUNT`.
+  device's maximum is the parent's to check). NTP servers are proposed the way DNS is
+  (`ProposeNtp`, unicast ones only, at most `defs.MAX_NTP_COUNT`) but, like the address
+  and the MTU, kept through a link down: they are withdrawn (`WithdrawNtp`) when the
+  lease ends or "ignore ntp" is newly set.  A time daemon takes new servers only by a
+  restart (timesyncd), and a flapping link must not restart it twice a flap.
 """
 
 from __future__ import annotations
@@ -960,11 +962,11 @@ class Fsm:
                     self._clear_lease()
                     timo = None
                 elif old is State.DOWN:  # lease ran out while the link was down
+                    self._withdraw_ntp()
                     self._deconfigure()
                     timo = None
-                else:  # keep address, routes and MTU until the lease ends
+                else:  # keep address, routes, MTU and NTP until the lease ends
                     self._withdraw_rdns()
-                    self._withdraw_ntp()
                     left = self._lease_time - (self._now - self._request_time)
                     timo = max(left, 0.0)
             case State.INIT:

@@ -203,7 +203,7 @@ async def test_timesyncd_helper_has_no_capability(tmp_path: Path) -> None:
     await r.propose_ntp("eth0", [A("192.0.2.123"), A("192.0.2.124")])
     drop_in = tmp_path / "ntp.d" / "dhcpleased-eth0.conf"
     assert drop_in.read_text() == f"{HEADER}[Time]\nNTP=192.0.2.123 192.0.2.124\n"
-    assert log.read_text() == "confined try-restart systemd-timesyncd.service\n"
+    assert log.read_text() == "confined --no-block try-restart systemd-timesyncd.service\n"
     await stop(r, lost)
 
 

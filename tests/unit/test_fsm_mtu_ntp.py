@@ -119,20 +119,21 @@ def test_reconfigure_withdraws_what_is_newly_ignored() -> None:
     assert renew(f)[1:] == [SetMtu(1400), ProposeNtp(NTP)]
 
 
-def test_link_down_withdraws_ntp_and_keeps_the_mtu_with_the_address() -> None:
+def test_link_down_keeps_mtu_and_ntp_with_the_address() -> None:
+    """A flapping link costs the time daemon nothing: NTP stays until the lease ends."""
     f = bound()
     out = acts(f.link_update(False, None, f.request_time + 10))
-    assert out == [WithdrawRdns(), WithdrawNtp()]
-    assert f.state is State.DOWN
+    assert out == [WithdrawRdns()]
+    assert f.state is State.DOWN and f.ntp == NTP
     out = acts(f.link_update(True, None, f.request_time + 20))
     out = acts(f.receive(msg(f, defs.DHCPACK, mtu=1400, ntp=NTP), f.request_time + 21))
-    # a new binding: DNS and NTP again; the MTU never left
+    # a new binding: DNS again, NTP proposed again (the helper finds it unchanged)
     assert [type(a) for a in out] == [Configure, ProposeRdns, ProposeNtp]
-    # the lease running out while down: the MTU goes back with the address
+    # the lease running out while down: MTU and NTP go with the address
     f.link_update(False, None, f.request_time + 30)
     assert f.deadline is not None
     out = acts(f.timeout(f.deadline))
-    assert [type(a) for a in out] == [Deconfigure, RestoreMtu]
+    assert [type(a) for a in out] == [WithdrawNtp, Deconfigure, RestoreMtu]
 
 
 @pytest.mark.parametrize(
@@ -141,7 +142,7 @@ def test_link_down_withdraws_ntp_and_keeps_the_mtu_with_the_address() -> None:
         ("expiry", [WithdrawRdns, WithdrawNtp, Deconfigure, RestoreMtu, SendDiscover]),
         ("nak", [WithdrawRdns, WithdrawNtp, Deconfigure, RestoreMtu, SendDiscover]),
         ("remove", [WithdrawRdns, WithdrawNtp, Deconfigure, RestoreMtu]),
-        ("release down", [WithdrawRdns, Deconfigure, RestoreMtu, ForgetLease]),  # NTP: at down
+        ("release down", [WithdrawRdns, WithdrawNtp, Deconfigure, RestoreMtu, ForgetLease]),
         ("ipv6-only", [WithdrawRdns, WithdrawNtp, Deconfigure, RestoreMtu]),
     ],
 )
@@ -193,10 +194,17 @@ def _with_mtu_ntp(cell: tuple[State, Event], kinds: tuple[type, ...]) -> list[ty
     for k in kinds:
         if k is WithdrawNtp:  # a remembered lease's: the new one proposes instead
             continue
+        if k is Deconfigure and (state, event) == (State.DOWN, Event.TIMEOUT):
+            out.append(WithdrawNtp)  # kept through the link down, gone with the lease
         out.append(k)
         if k is Deconfigure and (held or state is State.DOWN):
             out.append(RestoreMtu)
-        if k is WithdrawRdns and held and event is not Event.RECONFIGURE:
+        down_held = state is State.DOWN and event in (Event.REMOVE, Event.RELEASE)
+        if (
+            k is WithdrawRdns
+            and event not in (Event.RECONFIGURE, Event.LINK_DOWN)
+            and (held or down_held)
+        ):
             out.append(WithdrawNtp)
         if k is ProposeRdns:  # a new binding
             out += [SetMtu, ProposeNtp]

@@ -5,6 +5,7 @@ tests/system/test_ntp.py: the real timesyncd and chrony)."""
 from __future__ import annotations
 
 import os
+import time
 from ipaddress import IPv4Address
 from pathlib import Path
 
@@ -72,14 +73,17 @@ def test_detect_ntp_mode(tmp_path: Path) -> None:
 def test_timesyncd_drop_in_and_restart(tmp_path: Path) -> None:
     h, log = hand_off(tmp_path, "timesyncd")
     path = tmp_path / "ntp.d" / "dhcpleased-eth0.conf"
-    serve_ntp(h, Request(OP_NTP_PROPOSE, "eth0", NTP))
+    started = time.monotonic()
+    serve_ntp(h, Request(OP_NTP_PROPOSE, "eth0", NTP), spacing=0.5)
     assert path.read_text() == f"{HEADER}[Time]\nNTP=192.0.2.123 192.0.2.124\n"
     assert oct(path.stat().st_mode & 0o777) == "0o644"
-    serve_ntp(h, Request(OP_NTP_PROPOSE, "eth0", NTP))  # the same: no restart
-    serve_ntp(h, Request(OP_NTP_WITHDRAW, "eth0"))
-    serve_ntp(h, Request(OP_NTP_WITHDRAW, "eth0"))  # nothing there: nothing to do
+    serve_ntp(h, Request(OP_NTP_PROPOSE, "eth0", NTP), spacing=0.5)  # the same: no restart
+    serve_ntp(h, Request(OP_NTP_WITHDRAW, "eth0"), spacing=0.5)
+    serve_ntp(h, Request(OP_NTP_WITHDRAW, "eth0"), spacing=0.5)  # nothing there: nothing
     assert not path.exists()
-    assert calls(log) == ["systemctl [try-restart] [systemd-timesyncd.service]"] * 2
+    restart = "systemctl [--no-block] [try-restart] [systemd-timesyncd.service]"
+    assert calls(log) == [restart] * 2
+    assert time.monotonic() - started >= 0.5  # the second restart waited for the spacing
     assert sorted(os.listdir(tmp_path / "ntp.d")) == []  # no temporary file left
 
 

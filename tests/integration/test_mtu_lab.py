@@ -72,6 +72,16 @@ def test_the_leases_mtu_goes_on_the_interface_and_back_on_release() -> None:
         obj = json.loads(lab.ctl("-j", "-l", lab.ifname).stdout)
         assert (obj["mtu"], obj["ntp"]) == (1400, [NTP])
 
+        # a NIC that resets its link on an MTU change: the lease is confirmed again, the
+        # MTU stays and is not set again (no loop)
+        before = acks(lab)
+        lab.server_link(up=False)
+        lab.wait_for(lambda: "[Down]" in lab.ctl("-l", lab.ifname).stdout, LIMIT)
+        lab.server_link(up=True)
+        lab.wait_for(lambda: acks(lab) > before, LIMIT, what="the lease confirmed")
+        lab.wait_for(lambda: "[Bound]" in lab.ctl("-l", lab.ifname).stdout, LIMIT)
+        assert mtu(lab) == 1400 and daemon_log(lab).count("setting MTU") == 1
+
         assert lab.ctl("release", lab.ifname).returncode == 0
         wait_mtu(lab, 1500, daemon, "the MTU restored")
         assert "restoring MTU of dl0 to 1500 (was 1400)" in daemon_log(lab)

@@ -37,17 +37,22 @@ async def known(r: Rig) -> None:
     await settle()
 
 
+async def set_propose_withdraw_restore(r: Rig) -> None:
+    """A lease's MTU and NTP servers, then their undoing, as the engine sends them."""
+    send(r, "engine", T.SET_MTU, set_mtu(1400))
+    send(r, "engine", T.PROPOSE_NTP, ntp(*NTP))
+    send(r, "engine", T.WITHDRAW_NTP, ntp())
+    send(r, "engine", T.RESTORE_MTU, imsg.IfIndex(IFINDEX).pack())
+    await settle()
+    assert not r.m.done.done()
+
+
 async def test_requests_are_served_in_order_and_logged(
     rig: Rig, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="dhcpleased")
     await known(rig)
-    send(rig, "engine", T.SET_MTU, set_mtu(1400))
-    send(rig, "engine", T.PROPOSE_NTP, ntp(*NTP))
-    send(rig, "engine", T.WITHDRAW_NTP, ntp())
-    send(rig, "engine", T.RESTORE_MTU, imsg.IfIndex(IFINDEX).pack())
-    await settle()
-    assert not rig.m.done.done()
+    await set_propose_withdraw_restore(rig)
     assert rig.kroute.calls == [("set_mtu", IFINDEX, 1400), ("restore_mtu", IFINDEX)]
     assert rig.resolver.calls == [("propose_ntp", IFNAME, NTP), ("withdraw_ntp", IFNAME)]
     for line in (
@@ -107,12 +112,7 @@ async def test_ignore_in_the_config_wins_over_a_request_in_flight(rig: Rig) -> N
     done; the undoing it sends once it heard is."""
     await known(rig)
     rig.m.set_managed({IFNAME: IfaceConf(IFNAME, ignore_mtu=True, ignore_ntp=True)})
-    send(rig, "engine", T.SET_MTU, set_mtu(1400))
-    send(rig, "engine", T.PROPOSE_NTP, ntp(*NTP))
-    send(rig, "engine", T.RESTORE_MTU, imsg.IfIndex(IFINDEX).pack())
-    send(rig, "engine", T.WITHDRAW_NTP, ntp())
-    await settle()
-    assert not rig.m.done.done()
+    await set_propose_withdraw_restore(rig)
     assert rig.kroute.calls == [("restore_mtu", IFINDEX)]
     assert rig.resolver.calls == [("withdraw_ntp", IFNAME)]
 
@@ -120,12 +120,7 @@ async def test_ignore_in_the_config_wins_over_a_request_in_flight(rig: Rig) -> N
 async def test_undoing_is_carried_out_for_an_interface_a_reload_dropped(rig: Rig) -> None:
     await known(rig)
     rig.m.set_managed({})
-    send(rig, "engine", T.SET_MTU, set_mtu(1400))
-    send(rig, "engine", T.PROPOSE_NTP, ntp(*NTP))
-    send(rig, "engine", T.WITHDRAW_NTP, ntp())
-    send(rig, "engine", T.RESTORE_MTU, imsg.IfIndex(IFINDEX).pack())
-    await settle()
-    assert not rig.m.done.done()
+    await set_propose_withdraw_restore(rig)
     assert rig.kroute.calls == [("restore_mtu", IFINDEX)]
     assert rig.resolver.calls == [("withdraw_ntp", IFNAME)]
 

@@ -56,7 +56,8 @@ withdraw for a file that is not there does nothing: a relinked cable costs no re
 
 The helper imports no asyncio: it serves one request at a time, blocking.  Measured
 (idle 2-core VM): sandboxed 53 ms after the spawn, 16.6 MiB RSS of which 9.6 MiB its
-own (anonymous); the file and none modes start no helper.
+own (anonymous); the file and none modes start no helper, unless NTP servers go to a
+time daemon.
 """
 
 from __future__ import annotations

@@ -271,8 +271,8 @@ class Resolver:
 
     # --- the helper process -----------------------------------------------------------------
     def start(self, lost: Callable[[str], None]) -> None:
-        """Spawn the DNS helper (resolvconf, resolved modes) before the parent's sandbox;
-        ``lost`` hears of its death."""
+        """Spawn the DNS helper (resolvconf, resolved modes; NTP to a time daemon) before
+        the parent's sandbox; ``lost`` hears of its death."""
         if (self.mode in HELPER_MODES or self.ntp is not None) and self.helper is None:
             mode = self.mode if self.mode in HELPER_MODES else "none"
             argv = [mode, self.exe, self.resolv_conf, *(self.ntp.argv() if self.ntp else ())]

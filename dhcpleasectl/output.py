@@ -10,8 +10,10 @@ The text report is show_interface_msg() of dhcpleasectl.c (v1.13), line for line
   then each route, as ``default gateway G`` (dst and mask 0) or ``route D/LEN gateway G``
   with LEN = 33 - ffs(mask) (the prefix length of a contiguous mask; 33 for a zero mask
   with a non-zero destination, as the original prints it), ``nameservers …`` (up to the
-  first 0.0.0.0) and the lease left, then ``rapid commit`` when the lease came from a
-  two-message exchange (RFC 4039; a line the original does not have).
+  first 0.0.0.0), then two lines the original does not have, ``mtu N`` (option 26 as
+  taken: not with "ignore mtu" or below 576) and ``ntp servers …`` (option 42), then the
+  lease left, then ``rapid commit`` when the lease came from a two-message exchange
+  (RFC 4039; a line the original does not have either).
 * Lease left: s = lease_time - whole seconds since the ACK, at least 0. Above a day it
   is shown in days (rounded up when more than half a day remains over), above an hour in
   hours (> 30 min), above a minute in minutes (> 30 s), else in seconds; the unit is
@@ -162,6 +164,10 @@ def render_text(info: CtlEngineInfo, ifname: str | None, now: float) -> str:
         nameservers = nameservers_of(info)
         if nameservers:
             lines.append("\tnameservers " + " ".join(map(str, nameservers)))
+        if info.mtu:
+            lines.append(f"\tmtu {info.mtu}")
+        if info.ntp:
+            lines.append("\tntp servers " + " ".join(map(str, info.ntp)))
         lines.append(f"\tlease {format_lease(lease_left(info, now))}")
         if info.rapid_commit:
             lines.append("\trapid commit")
@@ -238,6 +244,8 @@ def render_json(info: CtlEngineInfo, ifname: str | None, now: float, wall: float
         "nameservers": [str(ns) for ns in nameservers_of(info)] if held else [],
         "domain": (info.domain or None) if held else None,
         "search": list(info.search) if held else [],
+        "mtu": (info.mtu or None) if held else None,
+        "ntp": [str(a) for a in info.ntp] if held else [],
         "server": str(server) if server is not None else None,
         "lease_time": info.lease_time if held else None,
         "renewal_time": info.renewal_time if held else None,

@@ -11,11 +11,13 @@ import os
 from collections.abc import Iterable
 from typing import Final
 
+CAP_DAC_OVERRIDE: Final = 1
 CAP_SETPCAP: Final = 8
 CAP_NET_BIND_SERVICE: Final = 10
 CAP_NET_ADMIN: Final = 12
 CAP_NET_RAW: Final = 13
 NAMES: Final = {
+    CAP_DAC_OVERRIDE: "CAP_DAC_OVERRIDE",
     CAP_NET_BIND_SERVICE: "CAP_NET_BIND_SERVICE",
     CAP_NET_ADMIN: "CAP_NET_ADMIN",
     CAP_NET_RAW: "CAP_NET_RAW",

@@ -27,6 +27,7 @@ IF_NAMESIZE: Final = 16
 MAX_SERVERS: Final = 16  # "ignore ADDR" entries per interface
 MAX_DHCP_ROUTES: Final = 256
 MAX_RDNS_COUNT: Final = 8
+MAX_NTP_COUNT: Final = 8  # NTP servers (option 42) handed on per interface (Linux)
 LEASE_SIZE: Final = 4096  # lease text carried in UPDATE_IF, NUL included
 MAX_PACKET: Final = 1500  # largest frame the frontend forwards (BPFLEN 2048 in the original)
 MAX_FILE: Final = 513  # BOOTP file[128] after strvis, as the original sizes it
@@ -40,6 +41,8 @@ DHCP_MIN_PACKET: Final = 300  # BOOTP payload is zero-padded to at least this si
 # --- ignore flags (iface_conf.ignore) -----------------------------------------------------
 IGN_ROUTES: Final = 1
 IGN_DNS: Final = 2
+IGN_MTU: Final = 4  # Linux additions (issue 15): "ignore mtu", "ignore ntp"
+IGN_NTP: Final = 8
 
 # --- DHCP message types (option 53) ---------------------------------------------------------
 DHCPDISCOVER: Final = 1
@@ -83,7 +86,8 @@ DHO_DOMAIN_SEARCH: Final = 119
 DHO_CLASSLESS_STATIC_ROUTES: Final = 121
 DHO_END: Final = 255
 
-# Parameter request list, in the original's order; 108 is appended with "prefer ipv6".
+# Parameter request list, in the original's order; packet.request_list appends 26 and 42
+# (unless ignored) and 108 with "prefer ipv6".
 REQUEST_LIST: Final = (
     DHO_SUBNET_MASK,
     DHO_ROUTERS,
@@ -103,6 +107,10 @@ MIN_RENEW_RETRY: Final = 60  # renewing floor; this port applies it to rebinding
 MIN_V6ONLY_WAIT: Final = 300  # RFC 8925 section 3.2
 RELEASE_WAIT: Final = 2  # longest wait for the frontend to say a DHCPRELEASE left (Linux)
 DECLINE_WAIT: Final = 10  # RFC 2131 3.1.5: at least this long after a DHCPDECLINE
+
+# --- interface MTU (option 26, Linux) -------------------------------------------------------
+MIN_MTU: Final = 576  # smallest MTU taken from a lease: every IPv4 host accepts 576 bytes
+MAX_MTU: Final = 0xFFFF  # option 26 is 16 bits; the device's own maximum is the parent's check
 
 # --- Linux bits -----------------------------------------------------------------------------
 RTPROT_DHCP: Final = 16  # routes are tagged "proto dhcp"

@@ -1,16 +1,19 @@
-"""The DNS helper: the one process of the daemon that may run a program.
+"""The hand-off helper: the one process of the daemon that may run a program.
 
-resolvconf(8) and resolvectl(1) are programs, and a process that may start programs
-may start any: an ELF written to a ``memfd_create`` file, a shell.  So the parent does
-not run them; in the ``resolvconf`` and ``resolved`` DNS modes it spawns this helper
-before its own sandbox (``python -I -m dhcpleased.dnshelper MODE EXE RESOLV_CONF``,
-channel on fd 3), and its seccomp list has no ``execve`` at all.  The helper:
+resolvconf(8), resolvectl(1), systemctl(1) and chronyc(1) are programs, and a process
+that may start programs may start any: an ELF written to a ``memfd_create`` file, a
+shell.  So the parent does not run them; in the ``resolvconf`` and ``resolved`` DNS
+modes, and whenever a time daemon takes NTP servers (:class:`NtpHandOff`), it spawns this
+helper before its own sandbox (``python -I -m dhcpleased.dnshelper DNS_MODE EXE
+RESOLV_CONF [NTP_MODE EXE DIR CHRONYC_DIR CHRONYD_SOCKET]``, channel on fd 3), and its
+seccomp list has no ``execve`` at all.  The helper:
 
-* takes one kind of request: propose (interface, nameservers, domain names) or withdraw
-  (interface), in the fixed layout of :class:`Request`, checked whole before anything
-  runs: an interface name that could read as an option or a path, a name that is not one
-  plain token or would be a routing domain (``~``), a size that does not add up.  Such a
-  request ends the helper (exit 1), and the parent with it;
+* takes two kinds of request: propose (interface, nameservers, domain names) or withdraw
+  (interface) DNS, propose (interface, NTP servers) or withdraw NTP, in the fixed layout
+  of :class:`Request`, checked whole before anything runs: an interface name that could
+  read as an option or a path, a name that is not one plain token or would be a routing
+  domain (``~``), a size that does not add up, a request for a hand-off it was not
+  started for.  Such a request ends the helper (exit 1), and the parent with it;
 * builds each command line itself from the request, with the executable found at
   start-up, ``--`` before resolvectl's arguments (a domain ``--help`` is a name to its
   getopt), the resolv.conf fragment on resolvconf's stdin, a fixed environment and a
@@ -26,9 +29,35 @@ channel on fd 3), and its seccomp list has no ``execve`` at all.  The helper:
   hooks are shell scripts nobody can enumerate.  What it may reach is what resolvconf
   may reach; what reaches it is a request the parent can only fill with data.
 
+NTP servers (option 42) go to the time daemon the parent found (resolver.detect_ntp_mode),
+as Debian's dhclient hook and NetworkManager's chrony dispatcher hand them on:
+
+* ``timesyncd``: ``[Time] NTP=...`` in ``/run/systemd/timesyncd.conf.d/dhcpleased-IF.conf``
+  (NTP= lines add up across drop-ins), then ``systemctl --no-block try-restart
+  systemd-timesyncd.service`` (timesyncd reads its configuration only when it starts;
+  uid 0 may ask systemd for that without a capability).  ``--no-block``: a timesyncd slow
+  to stop must not hold up the parent, which waits for this answer before its next
+  privileged job.  Restarts are spaced :data:`RESTART_SPACING` apart: systemd gives up
+  on a unit started 5 times in 10 s (``start-limit-hit``) and would leave timesyncd
+  down.  Landlock: write that directory;
+* ``chrony``: ``server A iburst`` lines in ``/run/chrony-dhcp/IF.sources``, which
+  chrony's ``sourcedir /run/chrony-dhcp`` reads, then ``chronyc reload sources`` when
+  chronyd runs (else it reads the directory when it starts).  That command is taken only
+  on chronyd's own unix socket, in ``/run/chrony`` (mode 0700, chronyd's user), and
+  chronyc binds its reply socket beside the one it is given: ``/run/chrony`` is not ours
+  to write (read-only under the unit, made by chronyd only after us at boot, so not even
+  nameable in a Landlock rule), so the helper hands chronyc a link to chronyd's socket
+  in a directory of its own (``/run/dhcpleased/chronyc``).  It keeps CAP_DAC_OVERRIDE,
+  the one right root lacks to reach a socket in a 0700 directory of another user;
+  Landlock: write the sources directory, make and remove sockets in its own.
+
+A file is rewritten (by rename) and the daemon told only when its text changes, and a
+withdraw for a file that is not there does nothing: a relinked cable costs no restart.
+
 The helper imports no asyncio: it serves one request at a time, blocking.  Measured
 (idle 2-core VM): sandboxed 53 ms after the spawn, 16.6 MiB RSS of which 9.6 MiB its
-own (anonymous); the file and none modes start no helper.
+own (anonymous); the file and none modes start no helper, unless NTP servers go to a
+time daemon.
 """
 
 from __future__ import annotations
@@ -41,6 +70,7 @@ import socket
 import struct
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 from typing import Final
@@ -54,9 +84,12 @@ TIMEOUT: Final = 10.0
 
 OP_PROPOSE: Final = 1
 OP_WITHDRAW: Final = 2
-_REQUEST: Final = struct.Struct("=B16sB")  # op, interface name (NUL padded), nameservers
+OP_NTP_PROPOSE: Final = 3
+OP_NTP_WITHDRAW: Final = 4
+_REQUEST: Final = struct.Struct("=B16sB")  # op, interface name (NUL padded), addresses
 MAX_NAMES: Final = defs.MAX_DOMAIN + defs.MAX_SEARCH  # "\n"-separated UTF-8
-MAX_REQUEST: Final = _REQUEST.size + 4 * defs.MAX_RDNS_COUNT + MAX_NAMES
+MAX_ADDRS: Final = max(defs.MAX_RDNS_COUNT, defs.MAX_NTP_COUNT)
+MAX_REQUEST: Final = _REQUEST.size + 4 * MAX_ADDRS + MAX_NAMES
 # replies: one status byte, then (failed) the error text
 DONE, FAILED, UP = 0, 1, 2
 MAX_REPLY: Final = 1 + 1024
@@ -91,20 +124,30 @@ class Request:
 
     op: int
     ifname: str
-    nameservers: tuple[IPv4Address, ...] = ()
+    nameservers: tuple[IPv4Address, ...] = ()  # or the NTP servers of an OP_NTP_PROPOSE
     names: tuple[str, ...] = ()  # domain, then search list; clean, no duplicates
 
     def check(self) -> None:
         """ValueError unless every field is one the helper may hand on."""
-        if self.op not in (OP_PROPOSE, OP_WITHDRAW):
+        if self.op not in (OP_PROPOSE, OP_WITHDRAW, OP_NTP_PROPOSE, OP_NTP_WITHDRAW):
             raise ValueError(f"unknown operation {self.op}")
         for problem in (ifname_problem(self.ifname), *map(name_problem, self.names)):
             if problem is not None:
                 raise ValueError(problem)
-        if self.op == OP_WITHDRAW and (self.nameservers or self.names):
-            raise ValueError("a withdraw carries no nameservers or names")
+        if self.op in (OP_WITHDRAW, OP_NTP_WITHDRAW) and (self.nameservers or self.names):
+            raise ValueError("a withdraw carries no addresses or names")
         if self.op == OP_PROPOSE and not 0 < len(self.nameservers) <= defs.MAX_RDNS_COUNT:
             raise ValueError(f"{len(self.nameservers)} nameservers")
+        if self.op == OP_NTP_PROPOSE and not 0 < len(self.nameservers) <= defs.MAX_NTP_COUNT:
+            raise ValueError(f"{len(self.nameservers)} NTP servers")
+        if self.op == OP_NTP_PROPOSE and self.names:
+            raise ValueError("NTP servers come without names")
+        if not all(_unicast(a) for a in self.nameservers):
+            raise ValueError("an address that is not unicast")
+
+    @property
+    def ntp(self) -> bool:
+        return self.op in (OP_NTP_PROPOSE, OP_NTP_WITHDRAW)
 
     def pack(self) -> bytes:
         self.check()
@@ -121,7 +164,7 @@ class Request:
             raise ValueError(f"request of {len(data)} bytes")
         op, raw_name, count = _REQUEST.unpack_from(data)
         end = _REQUEST.size + 4 * count
-        if count > defs.MAX_RDNS_COUNT or not 0 <= len(data) - end <= MAX_NAMES:
+        if count > MAX_ADDRS or not 0 <= len(data) - end <= MAX_NAMES:
             raise ValueError(f"request with {count} nameservers in {len(data)} bytes")
         name, _, pad = raw_name.partition(b"\0")
         if pad.strip(b"\0"):
@@ -134,6 +177,10 @@ class Request:
             raise ValueError(f"not UTF-8: {e}") from None
         req.check()
         return req
+
+
+def _unicast(a: IPv4Address) -> bool:
+    return not (a.is_unspecified or a.is_multicast or a.is_loopback or int(a) >= 0xF0000000)
 
 
 def pack_reply(status: int, text: str = "") -> bytes:
@@ -210,18 +257,158 @@ def serve(mode: str, exe: str, req: Request, timeout: float = TIMEOUT) -> None:
         run_tool(argv, stdin, timeout)
 
 
+# --- NTP ----------------------------------------------------------------------------------
+
+NTP_MODES: Final = ("timesyncd", "chrony")
+TIMESYNCD_DIR: Final = "/run/systemd/timesyncd.conf.d"
+TIMESYNCD_UNIT: Final = "systemd-timesyncd.service"
+CHRONY_SOURCES_DIR: Final = "/run/chrony-dhcp"
+CHRONYD_SOCKET: Final = "/run/chrony/chronyd.sock"
+CHRONYC_DIR: Final = os.path.join(defs.RUN_DIR, "chronyc")
+CHRONYD_LINK: Final = "chronyd.sock"  # in chronyc_dir, pointing at chronyd's socket
+RESTART_SPACING: Final = 2.5  # s between timesyncd restarts: 4 in 10 s, under the limit
+_restarted = [float("-inf")]  # monotonic time of the last restart (this process's only)
+
+
+@dataclass(frozen=True, slots=True)
+class NtpHandOff:
+    """Where a lease's NTP servers go: fixed by the parent when it spawns the helper."""
+
+    mode: str  # one of NTP_MODES
+    exe: str  # systemctl (timesyncd) or chronyc, an absolute path
+    directory: str  # timesyncd's drop-in directory, or chrony's sourcedir
+    chronyc_dir: str = CHRONYC_DIR  # chrony: chronyc's reply socket, beside CHRONYD_LINK
+    chronyd_socket: str = CHRONYD_SOCKET
+
+    def __post_init__(self) -> None:
+        if self.mode not in NTP_MODES:
+            raise ValueError(f"unknown NTP mode {self.mode!r}")
+        paths = (self.exe, self.directory, self.chronyc_dir, self.chronyd_socket)
+        if not all(os.path.isabs(p) for p in paths):
+            raise ValueError("NTP hand-off paths must be absolute")
+
+    def argv(self) -> list[str]:
+        return [self.mode, self.exe, self.directory, self.chronyc_dir, self.chronyd_socket]
+
+    def path(self, ifname: str) -> str:
+        name = f"dhcpleased-{ifname}.conf" if self.mode == "timesyncd" else f"{ifname}.sources"
+        return os.path.join(self.directory, name)
+
+    def render(self, servers: tuple[IPv4Address, ...]) -> str:
+        if self.mode == "timesyncd":
+            return f"{HEADER}[Time]\nNTP={' '.join(map(str, servers))}\n"
+        return HEADER + "".join(f"server {a} iburst\n" for a in servers)
+
+    def prepare(self) -> None:
+        """Before the sandbox (Landlock rules name existing directories): the directory,
+        and for chrony its own one with the link to chronyd's socket.  What cannot be
+        made here shows later as a failed request, logged by the parent."""
+        try:
+            os.makedirs(self.directory, 0o755, exist_ok=True)
+            if self.mode == "chrony":
+                os.makedirs(self.chronyc_dir, 0o755, exist_ok=True)
+                link = os.path.join(self.chronyc_dir, CHRONYD_LINK)
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(link)
+                os.symlink(self.chronyd_socket, link)
+        except OSError as e:
+            sys.stderr.write(f"dhcpleased: dns helper: NTP hand-off: {e}\n")
+
+    def reload(self) -> list[str] | None:
+        """The command that makes the daemon read its servers again, None if it is not
+        running (chrony's reads its sourcedir when it starts)."""
+        if self.mode == "timesyncd":  # try-restart: only a running timesyncd
+            return [self.exe, "--no-block", "try-restart", TIMESYNCD_UNIT]
+        if not os.path.isdir(os.path.dirname(self.chronyd_socket)):
+            return None
+        return [self.exe, "-h", os.path.join(self.chronyc_dir, CHRONYD_LINK), "reload", "sources"]
+
+    @classmethod
+    def from_argv(cls, argv: list[str]) -> NtpHandOff:
+        if len(argv) != 5:
+            raise ValueError("NTP hand-off: MODE EXE DIR CHRONYC_DIR CHRONYD_SOCKET")
+        return cls(*argv)
+
+
+def serve_ntp(
+    h: NtpHandOff, req: Request, timeout: float = TIMEOUT, spacing: float = RESTART_SPACING
+) -> None:
+    """Write or remove the interface's file; tell the daemon if that changed anything."""
+    path = h.path(req.ifname)
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            old: str | None = f.read()
+    except FileNotFoundError:
+        old = None
+    if req.op == OP_NTP_PROPOSE:
+        text = h.render(req.nameservers)
+        if text == old:
+            return
+        write_atomic(path, text.encode(), 0o644)
+    elif old is None:
+        return
+    else:
+        os.unlink(path)
+    command = h.reload()
+    if command is None:
+        return
+    if h.mode == "timesyncd":
+        time.sleep(max(0.0, _restarted[0] + spacing - time.monotonic()))
+        _restarted[0] = time.monotonic()
+    run_tool(command, None, timeout)
+
+
+def write_atomic(path: str, data: bytes, mode: int) -> None:
+    """A new file beside ``path`` (created with ``mode``: the parent may not chmod),
+    written, fsync'ed and renamed over it: a reader sees the old file or the new one.
+    O_EXCL|O_NOFOLLOW: whatever already sits at a temporary name is never opened."""
+    directory, base = os.path.split(path)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    for _ in range(100):
+        tmp = os.path.join(directory, f".{base}.{os.urandom(6).hex()}")
+        try:
+            fd = os.open(tmp, flags, mode)
+            break
+        except FileExistsError:
+            continue
+    else:
+        raise OSError(errno.EEXIST, f"{directory}: no free temporary name")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.rename(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+USAGE: Final = (
+    "usage: python -m dhcpleased.dnshelper resolvconf|resolved|none EXE FILE "
+    "[timesyncd|chrony EXE DIR CHRONYC_DIR CHRONYD_SOCKET]\n"
+)
+
+
 def helper_main(argv: list[str]) -> int:
     """Serve the parent on fd 3 until it closes its end."""
     for signo in (signal.SIGHUP, signal.SIGINT, signal.SIGPIPE):
         signal.signal(signo, signal.SIG_IGN)  # the parent decides when we go
-    if len(argv) != 3 or argv[0] not in HELPER_MODES:
-        sys.stderr.write("usage: python -m dhcpleased.dnshelper resolvconf|resolved EXE FILE\n")
+    try:
+        if len(argv) not in (3, 8) or argv[0] not in (*HELPER_MODES, "none"):
+            raise ValueError(argv)
+        ntp = NtpHandOff.from_argv(argv[3:]) if len(argv) == 8 else None
+    except ValueError:
+        sys.stderr.write(USAGE)
         return 1
-    mode, exe, resolv_conf = argv
+    mode, exe, resolv_conf = argv[:3]
     os.set_inheritable(3, False)  # the programs it runs never see the channel
     chan = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET, 0, fileno=3)
+    if ntp is not None:
+        ntp.prepare()
     try:
-        sandbox.enter_dns_helper(mode, resolv_conf)
+        sandbox.enter_dns_helper(mode, resolv_conf, ntp)
     except sandbox.SandboxError as e:
         sys.stderr.write(f"dhcpleased: fatal in dns helper: sandbox: {e}\n")
         return 1
@@ -232,11 +419,17 @@ def helper_main(argv: list[str]) -> int:
             return 0
         try:
             req = Request.unpack(data)
+            served = ntp is not None if req.ntp else mode != "none"
+            if not served:
+                raise ValueError(f"operation {req.op}: not a hand-off of this helper")
         except ValueError as e:  # only the parent writes here: it is not itself
             sys.stderr.write(f"dhcpleased: fatal in dns helper: bad request: {e}\n")
             return 1
         try:
-            serve(mode, exe, req)
+            if ntp is not None and req.ntp:
+                serve_ntp(ntp, req)
+            else:
+                serve(mode, exe, req)
         except OSError as e:
             chan.send(pack_reply(FAILED, e.strerror or str(e)))
         else:

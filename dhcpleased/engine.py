@@ -60,6 +60,8 @@ class EngineConf:
             ignore_routes=bool(self.ignore & defs.IGN_ROUTES),
             rapid_commit=self.rapid_commit,
             arp_probe=self.arp_probe,
+            ignore_mtu=bool(self.ignore & defs.IGN_MTU),
+            ignore_ntp=bool(self.ignore & defs.IGN_NTP),
         )
 
 
@@ -361,6 +363,8 @@ class Engine(ChildProcess):
             conflict_address=last.address if last else ZERO,
             conflict_mac=last.mac if last else bytes(defs.ETH_ALEN),
             conflict_time=last.time if last else 0.0,
+            mtu=m.mtu,
+            ntp=m.ntp,
         )
         fe.compose(ImsgType.CTL_SHOW_INTERFACE_INFO, info.pack(), peerid=msg.peerid, pid=msg.pid)
 
@@ -438,6 +442,14 @@ class Engine(ChildProcess):
             elif isinstance(a, fsm.WithdrawRdns):
                 rd = imsg.ProposeRdns(iface.if_index, 0, (), "", ())
                 self.main.compose(ImsgType.WITHDRAW_RDNS, rd.pack())
+            elif isinstance(a, fsm.SetMtu):
+                self.main.compose(ImsgType.SET_MTU, imsg.IfMtu(iface.if_index, a.mtu).pack())
+            elif isinstance(a, fsm.RestoreMtu):
+                self.main.compose(ImsgType.RESTORE_MTU, imsg.IfIndex(iface.if_index).pack())
+            elif isinstance(a, fsm.ProposeNtp | fsm.WithdrawNtp):
+                servers = a.servers if isinstance(a, fsm.ProposeNtp) else ()
+                kind = ImsgType.PROPOSE_NTP if servers else ImsgType.WITHDRAW_NTP
+                self.main.compose(kind, imsg.NtpServers(iface.if_index, servers).pack())
         self.announce(iface, reason, force=conflict)
         if iface.machine.deadline != iface.deadline:  # else the earliest one is unchanged
             self.rearm()

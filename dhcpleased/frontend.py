@@ -589,6 +589,8 @@ class Frontend(ChildProcess):
             vendor_class_id=conf.vc_id,
             prefer_ipv6=conf.prefer_ipv6,
             rapid_commit=conf.rapid_commit,
+            ask_mtu=not conf.ignore & defs.IGN_MTU,
+            ask_ntp=not conf.ignore & defs.IGN_NTP,
         )
         payload = packet.build_bootp(r)
         # Unicast only to the server the parent connected the renewal socket to; any

@@ -107,6 +107,15 @@ Additions the original does not have (issue 15):
   an ACK (a held address is given up at once); a NAK or a give-up just restarts. In
   Declined a request waits for the end of the wait (a boot script's loop must not undo
   RFC 2131's back-off); the link going down ends it.
+- MTU (option 26) and NTP servers (option 42), unless "ignore mtu" / "ignore ntp": the
+  lease's MTU is applied to the interface (`SetMtu`, after Configure) and put back
+  (`RestoreMtu`) when the address goes, when a renewal no longer carries it, or when
+  "ignore mtu" is newly set; an MTU below `defs.MIN_MTU` is refused with a warning (the
+  device's maximum is the parent's to check). NTP servers are proposed the way DNS is
+  (`ProposeNtp`, unicast ones only, at most `defs.MAX_NTP_COUNT`) but, like the address
+  and the MTU, kept through a link down: they are withdrawn (`WithdrawNtp`) when the
+  lease ends or "ignore ntp" is newly set.  A time daemon takes new servers only by a
+  restart (timesyncd), and a flapping link must not restart it twice a flap.
 """
 
 from __future__ import annotations
@@ -174,6 +183,8 @@ class FsmConfig:
     ignore_routes: bool = False
     rapid_commit: bool = False
     arp_probe: bool = False
+    ignore_mtu: bool = False
+    ignore_ntp: bool = False
 
 
 # --- actions ------------------------------------------------------------------------------
@@ -259,6 +270,28 @@ class WithdrawRdns:
 
 
 @dataclass(frozen=True, slots=True)
+class SetMtu:
+    """Give the interface the lease's MTU (the parent remembers the one it replaces)."""
+
+    mtu: int
+
+
+@dataclass(frozen=True, slots=True)
+class RestoreMtu:
+    """Put back the MTU the interface had before `SetMtu`."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProposeNtp:
+    servers: tuple[IPv4Address, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class WithdrawNtp:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
 class Log:
     """A line for the engine to log (it prefixes the interface name)."""
 
@@ -277,6 +310,10 @@ Action: TypeAlias = (
     | WithdrawRoutes
     | ProposeRdns
     | WithdrawRdns
+    | SetMtu
+    | RestoreMtu
+    | ProposeNtp
+    | WithdrawNtp
     | Log
     | acd.Watch
     | acd.Probe
@@ -352,6 +389,9 @@ class Fsm:
         self._routes: tuple[Route, ...] = ()
         self._nameservers: tuple[IPv4Address, ...] = ()
         self._search: tuple[str, ...] = ()
+        self._ntp: tuple[IPv4Address, ...] = ()
+        self._mtu_set = 0  # the MTU SetMtu put on the interface, 0 = none
+        self._ntp_proposed: ProposeNtp | None = None
         self._link_up = False
         self._acd = acd.Acd()
         self._entries = 0  # states entered so far: a handler that re-arms the DHCP timer
@@ -451,6 +491,15 @@ class Fsm:
     @property
     def ipv6_only_time(self) -> int:
         return self._ipv6_only_time
+
+    @property
+    def mtu(self) -> int:
+        """The lease's MTU as taken (0: none, ignored or refused)."""
+        return self._mtu
+
+    @property
+    def ntp(self) -> tuple[IPv4Address, ...]:
+        return self._ntp
 
     @property
     def rapid_commit(self) -> bool:
@@ -723,6 +772,7 @@ class Fsm:
             self._log(logging.WARNING, f"ignoring non-unicast nameservers from {src}")
             ns = tuple(a for a in ns if self._usable(a))
         self._nameservers = ns[: defs.MAX_RDNS_COUNT]
+        self._take_mtu_ntp(msg, src)
         self._domain = msg.domain_name or ""
         self._search = msg.domain_search
         self._host_name = msg.host_name or ""
@@ -808,6 +858,11 @@ class Fsm:
                 self._out += self._acd.defend(held.address)
             elif self._state in (State.REQUESTING, State.REBOOTING):
                 self._watch()
+        if new.ignore_mtu and not old.ignore_mtu:
+            self._restore_mtu()
+            self._mtu = 0
+        if new.ignore_ntp and not old.ignore_ntp:
+            self._withdraw_ntp()
 
     def _h_remove(self, ctx: _Ctx) -> None:
         self._drop_lease()
@@ -857,6 +912,21 @@ class Fsm:
             return t1_def, t2_def
         return t1, t2
 
+    def _take_mtu_ntp(self, msg: DhcpMessage, src: str) -> None:
+        """Options 26 and 42 of an ACK, as far as the config and the checks let them in."""
+        mtu = 0 if self._config.ignore_mtu else msg.mtu or 0
+        if 0 < mtu < defs.MIN_MTU:
+            self._log(
+                logging.WARNING, f"ignoring interface MTU {mtu} from {src}: below {defs.MIN_MTU}"
+            )
+            mtu = 0
+        self._mtu = mtu
+        ntp = () if self._config.ignore_ntp else msg.ntp
+        if not all(self._usable(a) for a in ntp):
+            self._log(logging.WARNING, f"ignoring non-unicast NTP servers from {src}")
+            ntp = tuple(a for a in ntp if self._usable(a))
+        self._ntp = tuple(dict.fromkeys(ntp))[: defs.MAX_NTP_COUNT]
+
     def _clear_lease(self) -> None:
         self._requested_ip = _ZERO
         self._server_identifier = _ZERO
@@ -875,6 +945,8 @@ class Fsm:
         self._request_time = 0.0
         self._ipv6_only_time = 0
         self._rapid_commit = False
+        self._mtu = 0
+        self._ntp = ()
 
     def _proposal(self) -> ProposeRdns | None:
         if self._config.ignore_dns or not self._nameservers:
@@ -886,17 +958,31 @@ class Fsm:
         self._proposed = None
         self._nameservers = ()
 
+    def _withdraw_ntp(self, stale: bool = False) -> None:
+        """Withdraw what was proposed (``stale``: or what a previous run may have left)."""
+        if self._ntp_proposed is not None or stale:
+            self._out.append(WithdrawNtp())
+            self._ntp_proposed = None
+        self._ntp = ()
+
+    def _restore_mtu(self) -> None:
+        if self._mtu_set:
+            self._out.append(RestoreMtu())
+            self._mtu_set = 0
+
     def _deconfigure(self) -> None:
         applied = self._applied
         if applied is not None:
             self._out.append(Deconfigure(applied.address, applied.mask, applied.routes))
             self._applied = None
+        self._restore_mtu()
         self._clear_lease()
 
     def _drop_lease(self) -> None:
-        """Lease gone (expiry, NAK, give-up, IPv6-only, removal): DNS, then address."""
+        """Lease gone (expiry, NAK, give-up, IPv6-only, removal): DNS and NTP, then address."""
         if self._applied is not None:
             self._withdraw_rdns()
+            self._withdraw_ntp(stale=self._applied.stale)
         self._deconfigure()
 
     def _apply(self, renewal: bool) -> None:
@@ -933,6 +1019,23 @@ class Fsm:
         elif proposal is None and (self._proposed is not None or (old is not None and old.stale)):
             self._out.append(WithdrawRdns())
             self._proposed = None
+        self._apply_mtu_ntp(renewal, old is not None and old.stale)
+
+    def _apply_mtu_ntp(self, renewal: bool, stale: bool) -> None:
+        """After the address: the lease's MTU and NTP servers, each only when it changed
+        (NTP on a new binding always, as DNS)."""
+        if self._mtu != self._mtu_set:
+            if self._mtu:
+                self._out.append(SetMtu(self._mtu))
+                self._mtu_set = self._mtu
+            else:
+                self._restore_mtu()
+        ntp = ProposeNtp(self._ntp) if self._ntp else None
+        if ntp is not None and (not renewal or ntp != self._ntp_proposed):
+            self._out.append(ntp)
+            self._ntp_proposed = ntp
+        elif ntp is None:
+            self._withdraw_ntp(stale=stale)
 
     def _request(self) -> None:
         """A DHCPREQUEST shaped per RFC 2131 4.3.6 table 4 for the current state."""
@@ -991,9 +1094,10 @@ class Fsm:
                     self._clear_lease()
                     timo = None
                 elif old is State.DOWN:  # lease ran out while the link was down
+                    self._withdraw_ntp()
                     self._deconfigure()
                     timo = None
-                else:  # keep address and routes until the lease ends
+                else:  # keep address, routes, MTU and NTP until the lease ends
                     self._withdraw_rdns()
                     left = self._lease_time - (self._now - self._request_time)
                     timo = max(left, 0.0)

@@ -113,6 +113,10 @@ class ImsgType(enum.IntEnum):
     ARPSOCK = enum.auto()  # main -> fe: locked receive-only packet socket, ARP about it
     CLOSE_ARPSOCK = enum.auto()  # main -> fe: the address is no longer watched
     ARP = enum.auto()  # fe -> engine: one ARP frame from that socket (Dhcp's layout)
+    SET_MTU = enum.auto()  # engine -> main: the lease's MTU (option 26) on the interface
+    RESTORE_MTU = enum.auto()  # engine -> main: the MTU it had before SET_MTU
+    PROPOSE_NTP = enum.auto()  # engine -> main: NTP servers (option 42) to hand on
+    WITHDRAW_NTP = enum.auto()  # engine -> main: take them back (NtpServers, empty)
 
 
 def type_name(t: int) -> str:
@@ -594,7 +598,9 @@ class IfaceConf(Payload):
     """iface_conf without its pointers (those follow as RECONF_VC_ID/C_ID/H_NAME)."""
 
     name: str = field(metadata=_m(_IFNAME))
-    ignore: int = field(metadata=_m(_Int(mask=defs.IGN_ROUTES | defs.IGN_DNS)))
+    ignore: int = field(
+        metadata=_m(_Int(mask=defs.IGN_ROUTES | defs.IGN_DNS | defs.IGN_MTU | defs.IGN_NTP))
+    )
     ignore_servers: tuple[IPv4Address, ...] = field(metadata=_m(_Addrs(defs.MAX_SERVERS)))
     prefer_ipv6: bool = field(metadata=_m(_BOOL))
     rapid_commit: bool = field(default=False, metadata=_m(_BOOL))  # "send rapid commit"
@@ -729,6 +735,27 @@ class CtlEngineInfo(Payload):
     conflict_address: IPv4Address = field(default=IPv4Address(0), metadata=_m(_ADDR))
     conflict_mac: bytes = field(default=bytes(6), metadata=_m(_Raw(defs.ETH_ALEN)))
     conflict_time: float = field(default=0.0, metadata=_m(_FLOAT))
+    mtu: int = field(default=0, metadata=_m(_Int("H", hi=defs.MAX_MTU)))  # option 26, 0 = none
+    ntp: tuple[IPv4Address, ...] = field(default=(), metadata=_m(_Addrs(defs.MAX_NTP_COUNT)))
+
+
+@_wire
+@dataclass(frozen=True, slots=True)
+class IfMtu(Payload):
+    """SET_MTU: an MTU a lease may set (576..65535; the device's maximum is checked by the
+    parent against the kernel)."""
+
+    if_index: int = field(metadata=_m(_U32C))
+    mtu: int = field(metadata=_m(_Int("H", lo=defs.MIN_MTU, hi=defs.MAX_MTU)))
+
+
+@_wire
+@dataclass(frozen=True, slots=True)
+class NtpServers(Payload):
+    """PROPOSE_NTP / WITHDRAW_NTP (empty): an interface's NTP servers from option 42."""
+
+    if_index: int = field(metadata=_m(_U32C))
+    servers: tuple[IPv4Address, ...] = field(metadata=_m(_Addrs(defs.MAX_NTP_COUNT)))
 
 
 @_wire
@@ -911,6 +938,10 @@ PAYLOAD: Final[dict[ImsgType, type[Payload]]] = {
     _T.ARPSOCK: ArpReq,
     _T.CLOSE_ARPSOCK: IfIndex,
     _T.ARP: Dhcp,
+    _T.SET_MTU: IfMtu,
+    _T.RESTORE_MTU: IfIndex,
+    _T.PROPOSE_NTP: NtpServers,
+    _T.WITHDRAW_NTP: NtpServers,
 }
 
 # Types whose answer (same type, opposite direction) has another layout.

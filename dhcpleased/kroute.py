@@ -12,6 +12,11 @@ original's RTF_MPATH routes can, and ``replace`` never steals another interface'
 Every route also carries the leased address as its preferred source, so the kernel drops
 it together with the address, as it does on OpenBSD.
 
+The lease's MTU (option 26) goes on the interface itself, as dhclient's and udhcpc's
+scripts put it, with ``ifinfmsg``'s IFLA_MTU: within the device's own limits
+(IFLA_MIN_MTU/IFLA_MAX_MTU, else ERANGE); the MTU it replaced is remembered per
+interface and put back on withdraw, unless someone else changed the MTU meanwhile.
+
 Errors come out as OSError (the parent's worker logs them): the address is essential, so
 failing to set it raises; a single bad route is logged and the others still go in.
 """
@@ -23,7 +28,7 @@ import logging
 import socket
 from collections.abc import Sequence
 from ipaddress import IPv4Address, IPv4Network
-from typing import Protocol
+from typing import Any, Protocol
 
 from dhcpleased import defs, netlink
 from dhcpleased.netlink import ifaddrmsg, ifinfmsg, rtmsg
@@ -80,6 +85,7 @@ class KRoute:
         self.table = table
         self.metric_base = metric_base
         self._nl: netlink.Rtnl | None = None
+        self._mtus: dict[int, tuple[int, int]] = {}  # if_index -> (MTU before ours, ours)
 
     async def open(self) -> None:
         nl = netlink.Rtnl()
@@ -177,20 +183,71 @@ class KRoute:
         """Set IFF_UP on an administratively down interface (dhcpleasectl IF, as the
         original's SIOCSIFFLAGS); False if it was up already."""
         what = f"set interface {if_index} up"
-        query = ifinfmsg()
-        query["index"] = if_index
-        links = await self.nl.request(query, netlink.RTM_GETLINK, 0, what)
-        flags = next((m["flags"] for m in links if m.get("index") == if_index), None)
-        if flags is None:
-            raise OSError(errno.ENODEV, f"{what}: no such interface")
-        if flags & netlink.IFF_UP:
+        link = await self._link(if_index, what)
+        if link["flags"] & netlink.IFF_UP:
             return False
         msg = ifinfmsg()
         msg["index"], msg["flags"], msg["change"] = if_index, netlink.IFF_UP, netlink.IFF_UP
         await self.nl.request(msg, netlink.RTM_NEWLINK, 0, what)
         return True
 
+    async def set_mtu(self, if_index: int, mtu: int) -> int:
+        """Give the interface this MTU; returns the MTU it had.  ERANGE (nothing changed)
+        outside the device's limits.  The first MTU replaced is the one restore_mtu puts
+        back, however many leases change it meanwhile."""
+        what = f"set MTU {mtu} on interface {if_index}"
+        link = await self._link(if_index, what)
+        now = link.get_attr("IFLA_MTU") or 0
+        lo = link.get_attr("IFLA_MIN_MTU") or 0
+        hi = link.get_attr("IFLA_MAX_MTU") or defs.MAX_MTU  # 0: no maximum of its own
+        if mtu > hi:
+            raise OSError(errno.ERANGE, f"above the device's maximum {hi}")
+        if mtu < lo:
+            raise OSError(errno.ERANGE, f"below the device's minimum {lo}")
+        before = self._mtus[if_index][0] if if_index in self._mtus else now
+        if now != mtu:
+            await self._put_mtu(if_index, mtu, what)
+        self._mtus[if_index] = (before, mtu)
+        return now
+
+    async def restore_mtu(self, if_index: int) -> tuple[int, int] | None:
+        """Put back the MTU set_mtu replaced: (from, to), or None when there is nothing to
+        restore (never set, or the interface is gone).  EBUSY, and nothing changes, when the
+        interface no longer has the lease's MTU: someone else set it since."""
+        saved = self._mtus.pop(if_index, None)
+        if saved is None:
+            return None
+        before, ours = saved
+        what = f"restore MTU {before} on interface {if_index}"
+        try:
+            now = (await self._link(if_index, what)).get_attr("IFLA_MTU")
+        except OSError as e:
+            if e.errno in _GONE:
+                return None
+            raise
+        if now != ours:
+            raise OSError(errno.EBUSY, f"MTU is {now}, not the lease's {ours}: left alone")
+        if now != before:
+            await self._put_mtu(if_index, before, what)
+        return ours, before
+
     # --- helpers --------------------------------------------------------------------------
+    async def _link(self, if_index: int, what: str) -> Any:
+        """The kernel's RTM_NEWLINK for one interface; ENODEV if there is none."""
+        query = ifinfmsg()
+        query["index"] = if_index
+        links = await self.nl.request(query, netlink.RTM_GETLINK, 0, what)
+        link = next((m for m in links if m.get("index") == if_index), None)
+        if link is None:
+            raise OSError(errno.ENODEV, f"{what}: no such interface")
+        return link
+
+    async def _put_mtu(self, if_index: int, mtu: int, what: str) -> None:
+        msg = ifinfmsg()
+        msg["index"] = if_index
+        msg["attrs"] = [("IFLA_MTU", mtu)]
+        await self.nl.request(msg, netlink.RTM_NEWLINK, 0, what)
+
     async def _set_address(
         self, if_index: int, addr: IPv4Address, prefixlen: int, lifetime: int
     ) -> None:

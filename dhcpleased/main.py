@@ -168,6 +168,10 @@ ALLOWED: dict[str, frozenset[ImsgType]] = {
             ImsgType.ARP_WATCH,
             ImsgType.ARP_PROBE,
             ImsgType.ARP_ANNOUNCE,
+            ImsgType.SET_MTU,
+            ImsgType.RESTORE_MTU,
+            ImsgType.PROPOSE_NTP,
+            ImsgType.WITHDRAW_NTP,
         }
     ),
 }
@@ -280,6 +284,8 @@ REMOVALS: frozenset[ImsgType] = frozenset(
         ImsgType.WITHDRAW_ROUTES,
         ImsgType.WITHDRAW_RDNS,
         ImsgType.RELEASED,
+        ImsgType.RESTORE_MTU,
+        ImsgType.WITHDRAW_NTP,
     }
 )
 Messages = dict[str, list[tuple[ImsgType, bytes]]]
@@ -297,6 +303,7 @@ def reconf_messages(ifaces: Iterable[IfaceConf]) -> Messages:
         ignore = (defs.IGN_DNS if ic.ignore_dns else 0) | (
             defs.IGN_ROUTES if ic.ignore_routes else 0
         )
+        ignore |= (defs.IGN_MTU if ic.ignore_mtu else 0) | (defs.IGN_NTP if ic.ignore_ntp else 0)
         common = [
             (
                 ImsgType.RECONF_IFACE,
@@ -864,6 +871,31 @@ class Main:
                 self.fail(f"engine sent {type_name(mtype)} for {req.address}")
             else:
                 self.serve(mtype, name, partial(self.arp_request, mtype, name, req))
+        elif mtype is ImsgType.SET_MTU:
+            mtu = imsg.IfMtu.unpack(data)  # 576..65535; the device's own limits are kroute's
+            name = self.known_ifname(mtu.if_index)
+            if name is not None:
+                self.serve(mtype, name, partial(self.set_mtu, name, mtu.if_index, mtu.mtu))
+        elif mtype is ImsgType.RESTORE_MTU:
+            if_index = imsg.IfIndex.unpack(data).if_index
+            name = self.known_ifname(if_index)
+            if name is not None:
+                self.serve(mtype, name, partial(self.restore_mtu, name, if_index))
+        elif mtype in (ImsgType.PROPOSE_NTP, ImsgType.WITHDRAW_NTP):
+            ntp = imsg.NtpServers.unpack(data)
+            name = self.known_ifname(ntp.if_index)
+            if name is None:
+                return
+            if mtype is ImsgType.WITHDRAW_NTP:
+                if ntp.servers:
+                    self.fail("engine sent WITHDRAW_NTP with servers")
+                    return
+                self.serve(mtype, name, partial(self.withdraw_ntp, name))
+                return
+            if not ntp.servers or not all(is_unicast(a) for a in ntp.servers):
+                self.fail("engine proposed no NTP server or a non-unicast one")
+                return
+            self.serve(mtype, name, partial(self.propose_ntp, name, ntp.servers))
 
     async def arp_request(self, mtype: ImsgType, name: str, req: imsg.ArpReq) -> None:
         """ARP_WATCH/PROBE/ANNOUNCE for an interface with ``arp probe`` (arp.py's bounds)."""
@@ -997,6 +1029,54 @@ class Main:
         log.info("deleting nameservers on %s", name)
         await self.resolver.withdraw(name)
 
+    def ignores(self, name: str, what: str) -> bool:
+        """The interface's block says "ignore mtu"/"ignore ntp" now: what the engine asked
+        before it heard of that (a reload) is not done."""
+        ic = self.managed.get(name)
+        ignored = ic is None or getattr(ic, f"ignore_{what}")
+        if ignored:
+            log.debug("%s: ignore %s: not applying the lease's %s", name, what, what.upper())
+        return ignored
+
+    async def set_mtu(self, name: str, if_index: int, mtu: int) -> None:
+        if self.ignores(name, "mtu"):
+            return
+        try:
+            before = await self.kroute.set_mtu(if_index, mtu)
+        except OSError as e:
+            if e.errno != errno.ERANGE:
+                raise
+            log.warning("%s: refusing MTU %d from the lease: %s", name, mtu, e.strerror)
+            return
+        if before != mtu:
+            log.info("setting MTU of %s to %d (was %d)", name, mtu, before)
+
+    async def restore_mtu(self, name: str, if_index: int) -> None:
+        try:
+            done = await self.kroute.restore_mtu(if_index)
+        except OSError as e:
+            if e.errno != errno.EBUSY:
+                raise
+            log.warning("%s: not restoring the MTU: %s", name, e.strerror)
+            return
+        if done is not None and done[0] != done[1]:
+            log.info("restoring MTU of %s to %d (was %d)", name, done[1], done[0])
+
+    async def propose_ntp(self, name: str, servers: tuple[IPv4Address, ...]) -> None:
+        if self.ignores(name, "ntp"):
+            return
+        text = " ".join(map(str, servers))
+        if self.resolver.ntp_mode == "none":
+            log.debug("NTP servers %s on %s: no time daemon takes them", text, name)
+            return
+        log.info("adding NTP servers %s on %s", text, name)
+        await self.resolver.propose_ntp(name, servers)
+
+    async def withdraw_ntp(self, name: str) -> None:
+        if self.resolver.ntp_mode != "none":
+            log.info("deleting NTP servers on %s", name)
+            await self.resolver.withdraw_ntp(name)
+
     # --- lease files --------------------------------------------------------------------------
     @staticmethod
     def lease_path(name: str) -> str:
@@ -1024,8 +1104,8 @@ class Main:
 
     def write_lease(self, name: str, ci: imsg.ConfigureInterface) -> None:
         """A new file (mode 0644) in the lease directory, renamed over: never a torn one."""
+        from dhcpleased.dnshelper import write_atomic  # noqa: PLC0415 - parent only
         from dhcpleased.lease import Lease, render_lease  # noqa: PLC0415 - cheap, parent only
-        from dhcpleased.resolver import write_atomic  # noqa: PLC0415 - parent only
 
         text = render_lease(
             Lease(

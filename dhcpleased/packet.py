@@ -620,6 +620,8 @@ class Request:
     vendor_class_id: bytes | None = None
     prefer_ipv6: bool = False
     rapid_commit: bool = False  # a DISCOVER asks for a two-message exchange (RFC 4039)
+    ask_mtu: bool = True  # option 26 in the request list (not with "ignore mtu")
+    ask_ntp: bool = True  # option 42 in the request list (not with "ignore ntp")
 
 
 DECLINE_MESSAGE = b"address in use (RFC 5227 conflict)"  # option 56 of every DHCPDECLINE
@@ -688,7 +690,7 @@ def build_bootp(req: Request) -> bytes:
         return _end(out)
     if req.vendor_class_id:
         out.append(_opt(defs.DHO_DHCP_CLASS_IDENTIFIER, req.vendor_class_id))
-    prl = defs.REQUEST_LIST + ((defs.DHO_IPV6_ONLY_PREFERRED,) if req.prefer_ipv6 else ())
+    prl = request_list(req)
     out.append(_opt(defs.DHO_DHCP_PARAMETER_REQUEST_LIST, bytes(prl)))
     if req.requested_ip is not None and req.requested_ip != _ZERO:
         out.append(_opt(defs.DHO_DHCP_REQUESTED_ADDRESS, req.requested_ip.packed))
@@ -697,6 +699,17 @@ def build_bootp(req: Request) -> bytes:
     if req.rapid_commit and req.message_type == defs.DHCPDISCOVER:
         out.append(_opt(defs.DHO_RAPID_COMMIT, b""))
     return _end(out)
+
+
+def request_list(req: Request) -> tuple[int, ...]:
+    """Option 55: the original's list, then 26 and 42 unless ignored, then 108 with
+    "prefer ipv6"."""
+    extra = (
+        (defs.DHO_INTERFACE_MTU, req.ask_mtu),
+        (defs.DHO_NTP_SERVERS, req.ask_ntp),
+        (defs.DHO_IPV6_ONLY_PREFERRED, req.prefer_ipv6),
+    )
+    return defs.REQUEST_LIST + tuple(code for code, wanted in extra if wanted)
 
 
 def _end(options: list[bytes]) -> bytes:

@@ -62,8 +62,10 @@ KEYWORDS = frozenset(
         "ignore",
         "interface",
         "ipv6",
+        "mtu",
         "name",
         "no",
+        "ntp",
         "on",
         "prefer",
         "probe",
@@ -109,6 +111,8 @@ class IfaceConf:
     rapid_commit: bool = False  # send rapid commit (RFC 4039)
     release_on_exit: bool = False  # DHCPRELEASE and deconfigure on SIGTERM/SIGINT
     arp_probe: bool = False  # address conflict detection (RFC 5227)
+    ignore_mtu: bool = False  # leave the interface's MTU alone (option 26 not requested)
+    ignore_ntp: bool = False  # hand no NTP servers on (option 42 not requested)
 
 
 @dataclass(frozen=True, slots=True)
@@ -481,6 +485,8 @@ class _IfaceBuilder:
     rapid_commit: bool = False
     release_on_exit: bool = False
     arp_probe: bool = False
+    ignore_mtu: bool = False
+    ignore_ntp: bool = False
 
     def freeze(self) -> IfaceConf:
         return IfaceConf(
@@ -495,6 +501,8 @@ class _IfaceBuilder:
             rapid_commit=self.rapid_commit,
             release_on_exit=self.release_on_exit,
             arp_probe=self.arp_probe,
+            ignore_mtu=self.ignore_mtu,
+            ignore_ntp=self.ignore_ntp,
         )
 
 
@@ -607,6 +615,12 @@ class _Actions(Transformer[Token, None]):
 
     def ignore_dns(self, children: list[Token]) -> None:
         self._iface().ignore_dns = True
+
+    def ignore_mtu(self, children: list[Token]) -> None:
+        self._iface().ignore_mtu = True
+
+    def ignore_ntp(self, children: list[Token]) -> None:
+        self._iface().ignore_ntp = True
 
     def ignore_server(self, children: list[Token]) -> None:
         iface = self._iface()

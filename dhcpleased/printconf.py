@@ -135,6 +135,10 @@ def _print_iface(iface: IfaceConf) -> list[str]:
         lines.append("\tignore dns")
     if iface.ignore_routes:
         lines.append("\tignore routes")
+    if iface.ignore_mtu:
+        lines.append("\tignore mtu")
+    if iface.ignore_ntp:
+        lines.append("\tignore ntp")
     lines.extend(f"\tignore {server}" for server in iface.ignore_servers)
     if iface.prefer_ipv6:
         lines.append("\tprefer ipv6")

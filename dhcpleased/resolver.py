@@ -49,6 +49,13 @@ resolvconf reads them on stdin, resolvectl gets ``--`` before its arguments, so 
 such as ``--help`` or ``-i`` is a name to its getopt, not an option.  A name that starts
 with ``~`` is dropped: resolved would take it as a routing-only domain (``~.`` would
 route every query to this link's servers, a VPN's included).
+
+NTP servers (option 42) take the same road to the time daemon found at start-up
+(:func:`detect_ntp_mode`): ``chrony`` when chronyd runs, else ``timesyncd`` when
+systemd-timesyncd runs (it starts before the network, so before us), else ``chrony``
+when chronyc is installed (chronyd starts after the network and reads its sourcedir
+then), else ``none``.  The helper writes the file and tells the daemon
+(:class:`dnshelper.NtpHandOff`); the parent gains no right for it.
 """
 
 from __future__ import annotations
@@ -69,7 +76,15 @@ from ipaddress import IPv4Address
 from typing import Final
 
 from dhcpleased import defs, dnshelper
-from dhcpleased.dnshelper import HEADER, HELPER_MODES, SAFE_PATH, TIMEOUT, Request
+from dhcpleased.dnshelper import (
+    HEADER,
+    HELPER_MODES,
+    SAFE_PATH,
+    TIMEOUT,
+    NtpHandOff,
+    Request,
+    write_atomic,
+)
 
 log = logging.getLogger("dhcpleased.resolver")
 
@@ -77,6 +92,8 @@ MAXNS: Final = 3  # glibc reads at most three nameserver lines
 MODES: Final = ("resolvconf", "resolved", "file", "none")
 RESOLVED_SOCKET: Final = "/run/systemd/resolve/io.systemd.Resolve"
 LINKED_NAME: Final = "resolv.conf"  # /etc/resolv.conf -> /run/dhcpleased/resolv.conf
+NTP_MODES: Final = (*dnshelper.NTP_MODES, "none")
+TIMESYNCD_RUN: Final = "/run/systemd/timesync"  # timesyncd's RuntimeDirectory: it runs
 HELPER_EXIT_WAIT: Final = 3.0
 
 
@@ -144,6 +161,20 @@ def detect_mode(path: str, resolved_socket: str = RESOLVED_SOCKET) -> str:
     return "file"
 
 
+def detect_ntp_mode(
+    path: str,
+    timesyncd_run: str = TIMESYNCD_RUN,
+    chronyd_socket: str = dnshelper.CHRONYD_SOCKET,
+) -> str:
+    """The time daemon that takes NTP servers here (module doc), or "none"."""
+    chronyc = shutil.which("chronyc", path=path)
+    if chronyc is not None and os.path.isdir(os.path.dirname(chronyd_socket)):
+        return "chrony"
+    if shutil.which("systemctl", path=path) is not None and os.path.isdir(timesyncd_run):
+        return "timesyncd"
+    return "chrony" if chronyc is not None else "none"
+
+
 def file_target(resolv_conf: str, run_dir: str = defs.RUN_DIR) -> tuple[str, bool]:
     """(the file the file mode writes, True if it is the linked one, written by rename)."""
     if os.path.islink(resolv_conf):
@@ -165,6 +196,10 @@ class Resolver:
         resolved_socket: str = RESOLVED_SOCKET,
         timeout: float = TIMEOUT,
         run_dir: str = defs.RUN_DIR,
+        ntp_mode: str | None = None,
+        ntp_dir: str | None = None,
+        timesyncd_run: str = TIMESYNCD_RUN,
+        chronyd_socket: str = dnshelper.CHRONYD_SOCKET,
     ) -> None:
         self.resolv_conf = resolv_conf
         self.path = path if path is not None else os.environ.get("PATH") or SAFE_PATH
@@ -181,11 +216,43 @@ class Resolver:
                 raise ValueError(f"DNS mode {self.mode}: executable not found on PATH")
             self.exe = os.path.abspath(found)
         self.target, self.linked = file_target(resolv_conf, run_dir)
+        self.ntp = self._ntp_hand_off(ntp_mode, ntp_dir, timesyncd_run, chronyd_socket, run_dir)
         self.helper: Helper | None = None
         self._lock = asyncio.Lock()
         self._original: _Original | None = None  # set while we own the file
         self._written: bytes | None = None  # what we last wrote
         self._backed_off = False
+
+    def _ntp_hand_off(
+        self,
+        mode: str | None,
+        directory: str | None,
+        timesyncd_run: str,
+        chronyd_socket: str,
+        run_dir: str,
+    ) -> NtpHandOff | None:
+        if mode is None:
+            mode = detect_ntp_mode(self.path, timesyncd_run, chronyd_socket)
+        if mode not in NTP_MODES:
+            raise ValueError(f"unknown NTP mode {mode!r}")
+        if mode == "none":
+            return None
+        tool = "systemctl" if mode == "timesyncd" else "chronyc"
+        found = shutil.which(tool, path=self.path)
+        if found is None:
+            raise ValueError(f"NTP mode {mode}: {tool} not found on PATH")
+        default = dnshelper.TIMESYNCD_DIR if mode == "timesyncd" else dnshelper.CHRONY_SOURCES_DIR
+        return NtpHandOff(
+            mode,
+            os.path.abspath(found),
+            directory or default,
+            os.path.join(run_dir, "chronyc"),
+            chronyd_socket,
+        )
+
+    @property
+    def ntp_mode(self) -> str:
+        return "none" if self.ntp is None else self.ntp.mode
 
     def writable(self) -> tuple[list[str], list[str]]:
         """(files rewritten in place, directories written by rename): all the parent's
@@ -204,10 +271,12 @@ class Resolver:
 
     # --- the helper process -----------------------------------------------------------------
     def start(self, lost: Callable[[str], None]) -> None:
-        """Spawn the DNS helper (resolvconf, resolved modes) before the parent's sandbox;
-        ``lost`` hears of its death."""
-        if self.mode in HELPER_MODES and self.helper is None:
-            self.helper = Helper(self.mode, self.exe, self.resolv_conf, lost, self.timeout)
+        """Spawn the DNS helper (resolvconf, resolved modes; NTP to a time daemon) before
+        the parent's sandbox; ``lost`` hears of its death."""
+        if (self.mode in HELPER_MODES or self.ntp is not None) and self.helper is None:
+            mode = self.mode if self.mode in HELPER_MODES else "none"
+            argv = [mode, self.exe, self.resolv_conf, *(self.ntp.argv() if self.ntp else ())]
+            self.helper = Helper(argv, lost, self.timeout)
 
     async def started(self) -> None:
         """Once the helper reports its sandbox (OSError if it never does)."""
@@ -246,14 +315,30 @@ class Resolver:
             elif self.mode == "file" and had:
                 self._update_file()
 
+    async def propose_ntp(self, ifname: str, servers: Sequence[IPv4Address]) -> None:
+        """Hand ifname's NTP servers to the time daemon (nothing without one)."""
+        if self.ntp is not None:
+            servers = tuple(servers)[: defs.MAX_NTP_COUNT]
+            async with self._lock:
+                await self._ask(Request(dnshelper.OP_NTP_PROPOSE, ifname, servers))
+
+    async def withdraw_ntp(self, ifname: str) -> None:
+        """Take them back (the helper does nothing if the interface has no file)."""
+        if self.ntp is not None:
+            async with self._lock:
+                await self._ask(Request(dnshelper.OP_NTP_WITHDRAW, ifname))
+
     async def _ask(self, req: Request) -> None:
         try:
             data = req.pack()
         except ValueError as e:  # e.g. an interface name that reads as an option
-            raise OSError(errno.EINVAL, f"{self.mode}: {e}") from None
+            raise OSError(errno.EINVAL, f"{self._what(req)}: {e}") from None
         if self.helper is None:
-            raise OSError(errno.ENOTCONN, f"{self.mode}: the DNS helper is not running")
+            raise OSError(errno.ENOTCONN, f"{self._what(req)}: the DNS helper is not running")
         await self.helper.ask(data)
+
+    def _what(self, req: Request) -> str:
+        return self.ntp_mode if req.ntp else self.mode
 
     # --- file mode ------------------------------------------------------------------------
     def _read_current(self) -> _Original:
@@ -319,33 +404,6 @@ def _options(content: bytes) -> bytes:
     )
 
 
-def write_atomic(path: str, data: bytes, mode: int) -> None:
-    """A new file beside ``path`` (created with ``mode``: the parent may not chmod),
-    written, fsync'ed and renamed over it: a reader sees the old file or the new one.
-    O_EXCL|O_NOFOLLOW: whatever already sits at a temporary name is never opened."""
-    directory, base = os.path.split(path)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-    for _ in range(100):
-        tmp = os.path.join(directory, f".{base}.{os.urandom(6).hex()}")
-        try:
-            fd = os.open(tmp, flags, mode)
-            break
-        except FileExistsError:
-            continue
-    else:
-        raise OSError(errno.EEXIST, f"{directory}: no free temporary name")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.rename(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
 def _write_in_place(path: str, data: bytes) -> None:
     """Rewrite the existing file without replacing it (see the module doc): one write of
     the new text padded with newlines to the old length, then cut the padding."""
@@ -367,11 +425,10 @@ def _write_in_place(path: str, data: bytes) -> None:
 class Helper:
     """The parent's end of the DNS helper process (:mod:`dhcpleased.dnshelper`)."""
 
-    def __init__(
-        self, mode: str, exe: str, resolv_conf: str, lost: Callable[[str], None], timeout: float
-    ) -> None:
+    def __init__(self, args: list[str], lost: Callable[[str], None], timeout: float) -> None:
+        """``args``: the helper's command line (dnshelper.helper_main)."""
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        argv = [sys.executable, "-I", "-m", "dhcpleased.dnshelper", mode, exe, resolv_conf]
+        argv = [sys.executable, "-I", "-m", "dhcpleased.dnshelper", *args]
         try:
             self.pid = os.posix_spawn(
                 sys.executable,

@@ -29,10 +29,11 @@ seccomp allowlist (``seccomp.parent_policy``: no exec, fork, memfd_create; socke
 family; no destination of its own on a unix socket).  It stays uid 0 so the files it
 writes stay root's.
 
-The DNS helper (:func:`enter_dns_helper`, resolvconf and resolved modes): named
-``dhcp-dns``, uid 0 with CAP_NET_ADMIN or nothing, no_new_privs, Landlock read and
-execute everywhere, write only where resolvconf and its hooks write; no seccomp (the
-programs it runs would inherit it).
+The DNS helper (:func:`enter_dns_helper`, resolvconf and resolved modes, and the NTP
+hand-off): named ``dhcp-dns``, uid 0 with CAP_NET_ADMIN (resolved), CAP_DAC_OVERRIDE
+(chrony) or nothing, no_new_privs, Landlock read and execute everywhere, write only where
+resolvconf and its hooks write and the time daemon's one directory (chrony: also make
+sockets in its own); no seccomp (the programs it runs would inherit it).
 
 A kernel without Landlock or seccomp gets one warning line from the parent and the
 daemon runs; a sandbox the kernel supports but refuses is fatal.  With
@@ -56,10 +57,13 @@ import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from dhcpleased import caps, defs, landlock, seccomp
 from dhcpleased.log import log
+
+if TYPE_CHECKING:
+    from dhcpleased.dnshelper import NtpHandOff
 
 PR_SET_NAME: Final = 15
 PR_SET_NO_NEW_PRIVS: Final = 38
@@ -428,7 +432,11 @@ def enter_parent(
 
 # resolvectl's call to systemd-resolved: CAP_NET_ADMIN in place of polkit; resolvconf and
 # its hooks need no capability (uid 0 owns their files)
-DNS_HELPER_CAPS: Final = {"resolved": (caps.CAP_NET_ADMIN,), "resolvconf": ()}
+DNS_HELPER_CAPS: Final = {"resolved": (caps.CAP_NET_ADMIN,), "resolvconf": (), "none": ()}
+# chronyc reaches chronyd's socket in /run/chrony, mode 0700 and chronyd's user's: root
+# needs CAP_DAC_OVERRIDE to search it and write the socket.  timesyncd: none (uid 0 may
+# ask systemd for a restart).
+NTP_HELPER_CAPS: Final = {"chrony": (caps.CAP_DAC_OVERRIDE,), "timesyncd": ()}
 # resolvconf(8) and its hooks: their state beneath /run (/run/resolvconf, dnsmasq's
 # /run/dnsmasq, ...), and resolv.conf's own file, which openresolv rewrites in place
 HOOK_WRITE_RIGHTS: Final = (
@@ -436,24 +444,35 @@ HOOK_WRITE_RIGHTS: Final = (
 )
 
 
-def dns_helper_rules(mode: str, resolv_conf: str = defs.RESOLV_CONF) -> list[tuple[str, int]]:
-    """(path, rights) of the DNS helper: read and execute everything, write almost nothing."""
+def dns_helper_rules(
+    mode: str, resolv_conf: str = defs.RESOLV_CONF, ntp: NtpHandOff | None = None
+) -> list[tuple[str, int]]:
+    """(path, rights) of the DNS helper: read and execute everything, write almost nothing:
+    the NTP hand-off adds its directory (files written by rename) and chrony's the
+    directory where chronyc makes its reply socket."""
     rules = [("/", landlock.READ | landlock.EXECUTE)]
     rules.append((os.devnull, landlock.READ_FILE | landlock.WRITE_FILE))
     if mode == "resolvconf":
         rules += [("/run", HOOK_WRITE_RIGHTS), (resolv_conf, IN_PLACE_RIGHTS)]
+    if ntp is not None:
+        rules.append((ntp.directory, LEASE_RIGHTS))
+        if ntp.mode == "chrony":
+            rules.append((ntp.chronyc_dir, landlock.MAKE_SOCK | landlock.REMOVE_FILE))
     return rules
 
 
-def enter_dns_helper(mode: str, resolv_conf: str = defs.RESOLV_CONF) -> None:
+def enter_dns_helper(
+    mode: str, resolv_conf: str = defs.RESOLV_CONF, ntp: NtpHandOff | None = None
+) -> None:
     """The helper's own sandbox (dnshelper.py): names, capabilities, no_new_privs, Landlock.
 
     Signals are not scoped: a resolvconf hook may signal a daemon to reload.  No seccomp:
     the programs it runs would inherit the list (see dnshelper.py).
     """
     global STATUS
-    if mode not in DNS_HELPER_CAPS:
+    if mode not in DNS_HELPER_CAPS or (ntp is not None and ntp.mode not in NTP_HELPER_CAPS):
         raise SandboxError(f"no DNS helper for mode {mode!r}")
+    keep = DNS_HELPER_CAPS[mode] + (NTP_HELPER_CAPS[ntp.mode] if ntp is not None else ())
     set_procname("dns")
     set_proctitle("dhcpleased: dns helper")
     if not single_threaded():
@@ -461,7 +480,7 @@ def enter_dns_helper(mode: str, resolv_conf: str = defs.RESOLV_CONF) -> None:
     abi = landlock.abi_version()
     if os.geteuid() == 0:
         try:
-            caps.keep_only(DNS_HELPER_CAPS[mode])
+            caps.keep_only(keep)
         except OSError as e:
             raise SandboxError(f"capabilities: {e.strerror or e}") from None
     _prctl(PR_SET_NO_NEW_PRIVS, 1)
@@ -470,5 +489,5 @@ def enter_dns_helper(mode: str, resolv_conf: str = defs.RESOLV_CONF) -> None:
             ruleset = landlock.Ruleset(abi, scope_signal=False)
         except OSError as e:
             raise SandboxError(f"Landlock: {e.strerror or e}") from None
-        _restrict(ruleset, dns_helper_rules(mode, resolv_conf))
+        _restrict(ruleset, dns_helper_rules(mode, resolv_conf, ntp))
     STATUS = replace(STATUS, role="dns", landlock_abi=abi, landlock_applied=abi > 0)

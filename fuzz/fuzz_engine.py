@@ -134,6 +134,7 @@ class _ParentStandIn:
         self.work = SimpleNamespace(put_nowait=lambda job: None)  # the job is not run
         # what an accepted message would be queued to do (never run)
         self.configure = self.deconfigure = self.propose_rdns = self.withdraw_rdns = print
+        self.set_mtu = self.restore_mtu = self.propose_ntp = self.withdraw_ntp = print
         self.kroute = SimpleNamespace(withdraw_routes=print)
         self.failed: str | None = None
 
@@ -276,6 +277,12 @@ def reply_builder(draw: st.DrawFn) -> Any:
         opts.append(bytes([121, len(routes)]) + routes)
     if draw(st.integers(0, 3)) == 0:
         opts.append(bytes([108, 4]) + struct.pack("!I", draw(TIMES)))
+    if draw(st.integers(0, 2)) == 0:  # option 26: MTUs the parent must never see (< 576)
+        mtu = draw(st.sampled_from([0, 68, 575, 576, 1400, 9000, 65535]) | st.integers(0, 65535))
+        opts.append(bytes([26, 2]) + struct.pack("!H", mtu))
+    if draw(st.integers(0, 2)) == 0:  # option 42: multicast, loopback, 0.0.0.0, too many
+        addrs = draw(st.lists(ADDRS, min_size=1, max_size=12))
+        opts.append(bytes([42, 4 * len(addrs)]) + b"".join(a.packed for a in addrs))
     if draw(st.integers(0, 3)) == 0:
         opts.append(bytes([61, 7, 1]) + draw(st.sampled_from([CLIENT_MAC, SERVER_MAC])))
     if draw(st.integers(0, 3)) == 0:

@@ -2,7 +2,8 @@
 
 ``python -m tests.integration.measure_parent [--linked] [--out FILE]`` (root) runs the
 real daemon under ``strace -f`` in a lab and walks it through what the parent serves:
-a lease from dnsmasq (a second interface, down, added by ``dhcpleasectl IF``), renewals and a
+a lease from dnsmasq with an MTU and NTP servers (options 26, 42: the interface's MTU set
+and put back) (a second interface, down, added by ``dhcpleasectl IF``), renewals and a
 rebind (T1 3 s, T2 6 s), ``dhcpleasectl`` show, ``-p``, ``log``, a reload by SIGHUP and
 one by ``dhcpleasectl reload`` that drops and adds back an interface, a config saved by
 rename, a link down and up, a DHCPRELEASE by ``dhcpleasectl release``, the DNS hand-off
@@ -113,7 +114,9 @@ def scenario(lab: Lab, trace: Path, linked: bool) -> int:
     ctl(lab, "dlx0")  # MANAGE_IF: a packet socket on an interface without a server
     time.sleep(7)  # T1 (renewal, unicast UDP socket) and T2 (rebind)
     os.kill(pid, signal.SIGHUP)
-    conf.write_text(f"interface {lab.ifname} {{\n\trelease on exit\n\tignore dns\n}}\n")
+    conf.write_text(
+        f"interface {lab.ifname} {{\n\trelease on exit\n\tignore dns\n\tignore mtu\n}}\n"
+    )
     ctl(lab, "reload")
     new = lab.tmp / "dhcpleased.conf.new"  # saved by rename, as editors do
     new.write_text(f"interface {lab.ifname} {{\n\trelease on exit\n}}\n")
@@ -169,7 +172,7 @@ def main() -> int:
     p.add_argument("--out", type=Path, help="also write the table here")
     opts = p.parse_args()
     total: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
-    with Lab(t1=3, t2=6) as lab:
+    with Lab(t1=3, t2=6, dnsmasq_args=("--dhcp-option=26,1400", "--dhcp-option=42,0.0.0.0")) as lab:
         for run in (scenario, crash):
             trace = lab.tmp / f"strace-{run.__name__}.txt"
             pid = run(lab, trace) if run is crash else scenario(lab, trace, opts.linked)

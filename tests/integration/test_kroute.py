@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from tests.integration.lab import Lab
+from tests.integration.xdp import cap_client_mtu, mtu
 
 pytestmark = pytest.mark.integration
 
@@ -35,13 +36,19 @@ async def main():
         idx = cmd.get("index") or socket.if_nametoindex(cmd["ifname"])
         routes = [Route(A(d), A(m), A(g)) for d, m, g in cmd.get("routes", [])]
         try:
+            result = None
             if cmd["op"] == "configure":
                 await k.configure(idx, A(cmd["addr"]), A(cmd["mask"]), routes)
             elif cmd["op"] == "deconfigure":
                 await k.deconfigure(idx, A(cmd["addr"]), A(cmd["mask"]), routes)
+            elif cmd["op"] == "set_mtu":
+                result = await k.set_mtu(idx, cmd["mtu"])
+            elif cmd["op"] == "restore_mtu":
+                result = await k.restore_mtu(idx)
             else:
                 await k.withdraw_routes(idx, routes)
-            print(json.dumps({"ok": True}), flush=True)
+            reply = {"ok": True} if result is None else {"ok": True, "result": result}
+            print(json.dumps(reply), flush=True)
         except OSError as e:
             print(json.dumps({"ok": False, "errno": e.errno, "error": str(e)}), flush=True)
     await k.close()
@@ -239,3 +246,49 @@ def test_a_refused_route_does_not_stop_the_others(kr: KRouteChild) -> None:
     got = dhcp_routes(lab)
     assert set(got) == {"198.18.8.0/24", "198.18.10.0/24"}
     assert all(r["protocol"] == "dhcp" and r["prefsrc"] == addr for r in got.values())
+
+
+# --- the interface's MTU (option 26) ----------------------------------------------------------
+
+
+def test_mtu_is_set_and_the_first_one_replaced_is_restored(kr: KRouteChild) -> None:
+    lab = kr.lab
+    assert mtu(lab) == 1500
+    assert kr("set_mtu", mtu=1400) == {"ok": True, "result": 1500}
+    assert mtu(lab) == 1400
+    assert kr("set_mtu", mtu=1380) == {"ok": True, "result": 1400}  # a renewal's new one
+    assert kr("set_mtu", mtu=1380) == {"ok": True, "result": 1380}  # unchanged: no change
+    assert kr("restore_mtu") == {"ok": True, "result": [1380, 1500]}
+    assert mtu(lab) == 1500
+    assert kr("restore_mtu") == {"ok": True}  # nothing of ours any more: nothing to do
+
+
+def test_an_mtu_above_the_devices_maximum_changes_nothing(kr: KRouteChild) -> None:
+    lab = kr.lab
+    limit = cap_client_mtu(lab)
+    r = kr("set_mtu", mtu=9000)
+    assert r["ok"] is False and r["errno"] == errno.ERANGE
+    assert r["error"].endswith(f"above the device's maximum {limit}")
+    assert mtu(lab) == 1500
+    assert kr("restore_mtu") == {"ok": True}  # refused: nothing to restore
+    assert kr("set_mtu", mtu=limit) == {"ok": True, "result": 1500}  # the maximum itself: fine
+    assert mtu(lab) == limit
+
+
+def test_an_mtu_someone_else_changed_is_left_alone(kr: KRouteChild) -> None:
+    lab = kr.lab
+    assert kr("set_mtu", mtu=1400)["ok"]
+    lab.exec_in(lab.cli_ns, ["ip", "link", "set", "dev", lab.ifname, "mtu", "1300"])
+    r = kr("restore_mtu")
+    assert r["ok"] is False and r["errno"] == errno.EBUSY
+    assert "MTU is 1300, not the lease's 1400: left alone" in r["error"]
+    assert mtu(lab) == 1300
+
+
+def test_restoring_on_an_interface_that_is_gone_is_no_error(kr: KRouteChild) -> None:
+    lab = kr.lab
+    lab.exec_in(lab.cli_ns, ["ip", "link", "add", "dl9", "type", "veth", "peer", "name", "dl8"])
+    index = int(lab.exec_in(lab.cli_ns, ["cat", "/sys/class/net/dl9/ifindex"]).stdout)
+    assert kr("set_mtu", ifname="dl9", mtu=1400) == {"ok": True, "result": 1500}
+    lab.exec_in(lab.cli_ns, ["ip", "link", "del", "dl9"])
+    assert kr("restore_mtu", index=index) == {"ok": True}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 from ipaddress import IPv4Address
 from pathlib import Path
 
@@ -113,6 +114,12 @@ async def test_a_bad_request_ends_the_helper_and_the_parent_hears(
     r = Resolver(mode="resolved", path=fake(tmp_path, "resolvectl", "exit 0"))
     lost = await start(r)
     assert r.helper is not None
+    await bad_request_ends_it(r, lost, raw)
+
+
+async def bad_request_ends_it(r: Resolver, lost: list[str], raw: bytes) -> None:
+    """Send ``raw`` past the parent's own checks: the helper exits 1, the parent hears."""
+    assert r.helper is not None
     await asyncio.get_running_loop().sock_sendall(r.helper.sock, raw)
     for _ in range(500):
         if lost:
@@ -135,3 +142,80 @@ async def test_the_helper_exits_with_the_parent(tmp_path: Path) -> None:
 def test_request_limits_fit_the_largest_proposal() -> None:
     """Every proposal an imsg can carry fits one request (domain + search list)."""
     assert dnshelper.MAX_NAMES >= (dnshelper.defs.MAX_DOMAIN - 1) + (dnshelper.defs.MAX_SEARCH - 1)
+
+
+# --- NTP: the same helper, widened only as far as the time daemon needs ---------------------
+
+BIND = "import socket, sys; socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM).bind(sys.argv[1])"
+CHRONYC = """
+sock=$(dirname "$2")/chronyc.$$.sock
+if {python} -c '{bind}' "$sock" 2>/dev/null; then made=made; rm -f "$sock"; else made=refused; fi
+if ( : > "$(dirname "$2")/file" ) 2>/dev/null; then file=made; else file=refused; fi
+echo "$where socket $made file $file $*" >> {log}
+"""
+
+
+def ntp_resolver(tmp_path: Path, mode: str, tool: str, body: str, **kw: str) -> Resolver:
+    (tmp_path / "chrony").mkdir()  # chronyd "runs"
+    return Resolver(
+        path=fake(tmp_path, tool, body),
+        ntp_mode=mode,
+        ntp_dir=str(tmp_path / "ntp.d"),
+        run_dir=str(tmp_path / "run"),
+        chronyd_socket=str(tmp_path / "chrony" / "chronyd.sock"),
+        **kw,
+    )
+
+
+async def test_chrony_helper_keeps_dac_override_and_writes_two_directories(
+    tmp_path: Path,
+) -> None:
+    """Beside resolvconf: CAP_DAC_OVERRIDE (chronyd's 0700 run directory), Landlock: the
+    sources directory, and sockets (no file) in its own directory for chronyc's reply."""
+    (tmp_path / "run").mkdir()
+    log = tmp_path / "ntp.d" / "calls"  # where the helper may write
+    body = CHRONYC.format(python=sys.executable, bind=BIND, log=log)
+    fake(tmp_path, "resolvconf", "exit 0")
+    r = ntp_resolver(tmp_path, "chrony", "chronyc", body, resolv_conf=str(tmp_path / "rc"))
+    assert (r.mode, r.ntp_mode) == ("resolvconf", "chrony")
+    lost = await start(r)
+    assert r.helper is not None
+    st = status(r.helper.pid)
+    dac = caps.mask([caps.CAP_DAC_OVERRIDE])
+    assert int(st["CapEff"], 16) == int(st["CapPrm"], 16) == int(st["CapBnd"], 16) == dac
+    await r.propose_ntp("eth0", [A("192.0.2.123")])
+    sources = tmp_path / "ntp.d" / "eth0.sources"
+    assert sources.read_text() == f"{HEADER}server 192.0.2.123 iburst\n"
+    await r.withdraw_ntp("eth0")
+    assert not sources.exists()
+    link = tmp_path / "run" / "chronyc" / "chronyd.sock"
+    assert (
+        log.read_text().splitlines()
+        == [f"confined socket made file refused -h {link} reload sources"] * 2
+    )
+    assert not (tmp_path / "escape").exists()
+    await r.propose("eth0", [A("198.18.0.1")], "", [])  # DNS still goes its own way
+    await stop(r, lost)
+
+
+async def test_timesyncd_helper_has_no_capability(tmp_path: Path) -> None:
+    log = tmp_path / "ntp.d" / "calls"  # where the helper may write
+    r = ntp_resolver(tmp_path, "timesyncd", "systemctl", f'echo "$where $*" >> {log}')
+    assert (r.mode, r.ntp_mode) == ("file", "timesyncd")  # DNS is not the helper's here
+    lost = await start(r)
+    assert r.helper is not None
+    st = status(r.helper.pid)
+    assert int(st["CapEff"], 16) == int(st["CapBnd"], 16) == 0
+    await r.propose_ntp("eth0", [A("192.0.2.123"), A("192.0.2.124")])
+    drop_in = tmp_path / "ntp.d" / "dhcpleased-eth0.conf"
+    assert drop_in.read_text() == f"{HEADER}[Time]\nNTP=192.0.2.123 192.0.2.124\n"
+    assert log.read_text() == "confined --no-block try-restart systemd-timesyncd.service\n"
+    await stop(r, lost)
+
+
+async def test_a_hand_off_the_helper_was_not_started_for_ends_it(tmp_path: Path) -> None:
+    r = Resolver(mode="resolved", ntp_mode="none", path=fake(tmp_path, "resolvectl", "exit 0"))
+    lost = await start(r)
+    assert r.helper is not None
+    raw = dnshelper.Request(dnshelper.OP_NTP_PROPOSE, "eth0", (A("192.0.2.123"),)).pack()
+    await bad_request_ends_it(r, lost, raw)

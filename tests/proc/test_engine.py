@@ -97,8 +97,9 @@ def update_if(main: Peer, *, running: bool = True, lease: str = "") -> None:
 
 
 def reply(xid: int, mtype: int, extra: tuple[tuple[int, bytes], ...] = ()) -> bytes:
+    """An OFFER/ACK of ACK_OPTIONS, less MTU and NTP (test_engine_mtu_ntp.py adds them)."""
     if mtype == defs.DHCPACK:
-        opts = tuple(o for o in frames.ACK_OPTIONS if o[0] != 53)
+        opts = tuple(o for o in frames.ACK_OPTIONS if o[0] not in (53, 26, 42))
     else:
         opts = ((54, frames.SERVER.packed),)
     opts = ((53, bytes([mtype])), *opts, *extra)

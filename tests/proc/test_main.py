@@ -51,6 +51,14 @@ class FakeKRoute:
         self.calls.append(("set_up", *args))
         return True
 
+    async def set_mtu(self, if_index: int, mtu: int) -> int:
+        self.calls.append(("set_mtu", if_index, mtu))
+        return 1500
+
+    async def restore_mtu(self, if_index: int) -> tuple[int, int] | None:
+        self.calls.append(("restore_mtu", if_index))
+        return 1400, 1500
+
 
 @dataclass
 class FakeResolver:
@@ -63,6 +71,14 @@ class FakeResolver:
 
     async def withdraw(self, ifname: str) -> None:
         self.calls.append(("withdraw", ifname))
+
+    ntp_mode = "chrony"
+
+    async def propose_ntp(self, ifname: str, servers: Sequence[IPv4Address]) -> None:
+        self.calls.append(("propose_ntp", ifname, tuple(servers)))
+
+    async def withdraw_ntp(self, ifname: str) -> None:
+        self.calls.append(("withdraw_ntp", ifname))
 
 
 @dataclass

@@ -128,6 +128,26 @@ def test_the_last_printed_address_is_not_reused_as_server() -> None:
     assert "dhcp server" not in output.render_text(i, "em0", NOW)
 
 
+def test_mtu_and_ntp_lines_come_after_the_nameservers() -> None:
+    i = info(mtu=1400, ntp=(A("192.0.2.123"), A("192.0.2.124")))
+    assert output.render_text(i, "em0", NOW).splitlines()[3:6] == [
+        "\tnameservers 192.0.2.53 192.0.2.54",
+        "\tmtu 1400",
+        "\tntp servers 192.0.2.123 192.0.2.124",
+    ]
+    obj = output.render_json(i, "em0", NOW, wall=1_700_000_000.0)
+    assert (obj["mtu"], obj["ntp"]) == (1400, ["192.0.2.123", "192.0.2.124"])
+    # without them (none in the lease, "ignore mtu"/"ignore ntp"): no line, null and []
+    obj = output.render_json(info(), "em0", NOW, wall=1_700_000_000.0)
+    assert (obj["mtu"], obj["ntp"]) == (None, [])
+    assert "mtu" not in output.render_text(info(), "em0", NOW)
+    # without an address neither is shown, as the rest of the lease
+    gone = info(state="Init", requested_ip=ZERO, mtu=1400, ntp=(A("192.0.2.123"),))
+    assert output.render_text(gone, "em0", NOW) == "em0 [Init]\n\tdhcp server 192.0.2.1\n"
+    obj = output.render_json(gone, "em0", NOW, wall=1_700_000_000.0)
+    assert (obj["mtu"], obj["ntp"]) == (None, [])
+
+
 def test_nameservers_stop_at_the_first_zero() -> None:
     i = info(nameservers=(A("192.0.2.53"), ZERO, A("192.0.2.54")))
     assert "\tnameservers 192.0.2.53\n" in output.render_text(i, "em0", NOW)
@@ -137,7 +157,7 @@ JSON_KEYS = {
     "version", "ifname", "if_index", "state", "running", "link_state", "address", "netmask",
     "prefixlen", "routes", "nameservers", "domain", "search", "server", "lease_time",
     "renewal_time", "rebinding_time", "lease_expires_in", "requested_at", "rapid_commit",
-    "arp",
+    "arp", "mtu", "ntp",
 }  # fmt: skip
 
 

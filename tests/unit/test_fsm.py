@@ -28,6 +28,7 @@ from dhcpleased.fsm import (
     SendRelease,
     SendRequest,
     State,
+    WithdrawNtp,
     WithdrawRdns,
     WithdrawRoutes,
 )
@@ -527,14 +528,18 @@ def test_rebooting_from_remembered_address_gives_up_after_two_tries() -> None:
     assert f.deadline == T0 + 3 + 2 * j
     out = f.timeout(f.deadline)
     assert f.state is State.INIT
-    # The remembered address may still be on the interface from the last run.
-    assert acts(out) == [WithdrawRdns(), Deconfigure(ADDR, ZERO, ()), SendDiscover(f.xid)]
+    # The remembered address may still be on the interface from the last run, and its
+    # DNS and NTP servers handed on.
+    assert acts(out) == [
+        WithdrawRdns(), WithdrawNtp(), Deconfigure(ADDR, ZERO, ()), SendDiscover(f.xid)
+    ]  # fmt: skip
 
 
 def test_rebooting_ack_binds() -> None:
     f = to_rebooting(make())
     out = f.receive(msg(f, defs.DHCPACK), T0 + 0.5)
-    assert [type(a) for a in acts(out)] == [Configure, ProposeRdns]
+    # no option 42: NTP servers the last run may have handed on are withdrawn
+    assert [type(a) for a in acts(out)] == [Configure, ProposeRdns, WithdrawNtp]
     assert f.state is State.BOUND
 
 

@@ -17,6 +17,7 @@ from dhcpleased.fsm import (
     SendRelease,
     SendRequest,
     State,
+    WithdrawNtp,
     WithdrawRdns,
 )
 from tests.unit.test_fsm import (
@@ -97,7 +98,7 @@ def test_release_of_a_remembered_address_sends_nothing() -> None:
     f = to_rebooting(make())
     out = acts(f.release(T0 + 1))
     assert f.state is State.RELEASED
-    assert out == [WithdrawRdns(), Deconfigure(ADDR, ZERO, ()), ForgetLease()]
+    assert out == [WithdrawRdns(), WithdrawNtp(), Deconfigure(ADDR, ZERO, ()), ForgetLease()]
 
 
 def test_release_without_a_lease_just_stops() -> None:

@@ -26,6 +26,7 @@ from dhcpleased.fsm import (
     SendRelease,
     SendRequest,
     State,
+    WithdrawNtp,
     WithdrawRdns,
     WithdrawRoutes,
     _Ctx,
@@ -55,6 +56,7 @@ RING, REL = S.RELEASING, S.RELEASED
 P, DEC = S.PROBING, S.DECLINED
 Disc, Req, Conf, Deconf = SendDiscover, SendRequest, Configure, Deconfigure
 WRoutes, Prop, WRdns = WithdrawRoutes, ProposeRdns, WithdrawRdns
+WNtp = WithdrawNtp
 Rel, Forget = SendRelease, ForgetLease
 GONE = (WRdns, Deconf, Forget)  # entering Released with a lease: DNS, address, lease file
 Watch, Probe, Announce, Decline = acd.Watch, acd.Probe, acd.Announce, SendDecline
@@ -177,13 +179,13 @@ EXPECTED: dict[tuple[State, Event], tuple[State, tuple[type, ...]]] = {
     (RR, E.LINK_UP): (RR, (Req,)),
     (RR, E.LINK_DOWN): (D, (WRdns,)),
     (RR, E.OFFER): (RR, ()),
-    (RR, E.ACK): (B, (Conf, Prop)),
-    (RR, E.NAK): (IN, (WRdns, Deconf, Disc)),
+    (RR, E.ACK): (B, (Conf, Prop, WNtp)),  # remembered: stale NTP may be around too
+    (RR, E.NAK): (IN, (WRdns, WNtp, Deconf, Disc)),
     (RR, E.OTHER): (RR, ()),
     (RR, E.TIMEOUT): (RR, (Req,)),
     (RR, E.REQUEST_REBOOT): (RR, (Req,)),
     (RR, E.RECONFIGURE): (RR, (WRdns,)),  # remembered address: stale DNS may be around
-    (RR, E.REMOVE): (D, (WRdns, Deconf)),
+    (RR, E.REMOVE): (D, (WRdns, WNtp, Deconf)),
     (V6, E.LINK_UP): (IN, (Disc,)),
     (V6, E.LINK_DOWN): (D, ()),
     (V6, E.OFFER): (V6, ()),
@@ -201,7 +203,7 @@ EXPECTED: dict[tuple[State, Event], tuple[State, tuple[type, ...]]] = {
     (B, E.RELEASE): (RING, (Rel,)),
     (RN, E.RELEASE): (RING, (Rel,)),
     (RB, E.RELEASE): (RING, (Rel,)),
-    (RR, E.RELEASE): (REL, GONE),  # remembered from the lease file: server unknown
+    (RR, E.RELEASE): (REL, (WRdns, WNtp, Deconf, Forget)),  # remembered: server unknown
     (V6, E.RELEASE): (REL, (Forget,)),
     (RING, E.RELEASE): (RING, ()),
     (REL, E.RELEASE): (REL, (Forget,)),  # already done: main hears so again

@@ -32,9 +32,11 @@ from dhcpleased.imsg import (
     IfaceConf,
     IfIndex,
     IfInfo,
+    IfMtu,
     ImsgError,
     ImsgType,
     MonitorEvent,
+    NtpServers,
     OptionBytes,
     Payload,
     ProcInfo,
@@ -93,7 +95,7 @@ STRATEGIES: dict[type[Payload], st.SearchStrategy[Any]] = {
     IfaceConf: st.builds(
         IfaceConf,
         ifname,
-        st.integers(0, 3),
+        st.integers(0, 15),
         st.lists(addrs, max_size=defs.MAX_SERVERS).map(tuple),
         st.booleans(),
         st.booleans(),
@@ -160,7 +162,11 @@ STRATEGIES: dict[type[Payload], st.SearchStrategy[Any]] = {
         addrs,
         st.binary(min_size=6, max_size=6),
         finite,
+        st.integers(0, 0xFFFF),
+        st.lists(addrs, max_size=defs.MAX_NTP_COUNT).map(tuple),
     ),
+    IfMtu: st.builds(IfMtu, u32, st.integers(defs.MIN_MTU, defs.MAX_MTU)),
+    NtpServers: st.builds(NtpServers, u32, st.lists(addrs, max_size=defs.MAX_NTP_COUNT).map(tuple)),
     ProcInfo: st.builds(
         ProcInfo,
         text(16, space=False, min_size=1),
@@ -239,7 +245,12 @@ def example(cls: type[Payload]) -> Any:
             3150,
             "example.org",
             ("example.org",),
+            False,
+            mtu=1400,
+            ntp=(A("10.0.0.123"),),
         ),
+        IfMtu: IfMtu(2, 1400),
+        NtpServers: NtpServers(2, (A("10.0.0.123"), A("10.0.0.124"))),
         ProcInfo: ProcInfo(
             "frontend", 1234, 999, 999, 0, True, 2, 4, 2, 10, 1, 2, 40, False, False, 1, 0, 1, 1
         ),
@@ -304,7 +315,7 @@ def test_type_name() -> None:
 def test_type_order() -> None:
     names_ = [t.name for t in ImsgType]
     assert names_[:4] == ["NONE", "CTL_LOG_VERBOSE", "CTL_SHOW_INTERFACE_INFO", "CTL_SEND_REQUEST"]
-    assert names_[-20:-7] == [
+    assert names_[-24:-11] == [
         "CTL_MONITOR",
         "CTL_MONITOR_EVENT",
         "CTL_PROCINFO",
@@ -319,7 +330,7 @@ def test_type_order() -> None:
         "SANDBOX_UP",
         "BCASTSOCK",
     ]
-    assert names_[-7:] == [  # issue 15.1, appended: numbers 45-51
+    assert names_[-11:-4] == [  # issue 15.1, appended: numbers 45-51
         "SEND_DECLINE",
         "ARP_WATCH",
         "ARP_PROBE",
@@ -329,6 +340,7 @@ def test_type_order() -> None:
         "ARP",
     ]
     assert int(ImsgType.SEND_DECLINE) == 45 and int(ImsgType.ARP) == 51
+    assert names_[-4:] == ["SET_MTU", "RESTORE_MTU", "PROPOSE_NTP", "WITHDRAW_NTP"]  # 15.3
     assert [int(t) for t in ImsgType] == list(range(len(names_)))
 
 
@@ -457,7 +469,7 @@ _CASES: list[tuple[str, type[Payload], Callable[[], bytes], str]] = [
         "after its NUL",
     ),
     ("name utf8", IfaceConf, lambda: tamper(example(IfaceConf), name=b"\xff\xfe"), "UTF-8"),
-    ("ignore bits", IfaceConf, lambda: tamper(example(IfaceConf), ignore=4), "unknown bits"),
+    ("ignore bits", IfaceConf, lambda: tamper(example(IfaceConf), ignore=16), "unknown bits"),
     (
         "servers>16",
         IfaceConf,
@@ -600,6 +612,16 @@ _CASES: list[tuple[str, type[Payload], Callable[[], bytes], str]] = [
         "unknown value",
     ),
     ("time", MonitorEvent, lambda: tamper(example(MonitorEvent), time=math.inf), "finite number"),
+    ("mtu<576", IfMtu, lambda: tamper(example(IfMtu), mtu=575), "out of range"),
+    ("mtu 0", IfMtu, lambda: tamper(example(IfMtu), mtu=0), "out of range"),
+    ("ntp>8", NtpServers, lambda: tamper(example(NtpServers), servers=(9, b"")), "too many"),
+    (
+        "ntp slack",
+        NtpServers,
+        lambda: tamper(example(NtpServers), servers=(1, b"\1" * 32)),
+        "not zero",
+    ),
+    ("info ntp>8", CtlEngineInfo, lambda: tamper(example(CtlEngineInfo), ntp=(9, b"")), "too many"),
     ("reason", MonitorEvent, lambda: tamper(example(MonitorEvent), reason=b"r" * 64), "NUL"),
 ]
 

@@ -21,6 +21,7 @@ from dhcpleased.packet import (
     internet_checksum,
     parse_bootp,
     parse_frame,
+    request_list,
     vis,
 )
 from fuzz import fuzz_packet
@@ -592,8 +593,16 @@ def test_build_discover() -> None:
     assert options_of(p) == [
         (53, b"\x01"),
         (61, b"\x01" + CLIENT_MAC),
-        (55, bytes([1, 3, 6, 12, 15, 28, 119, 121])),
+        (55, bytes([1, 3, 6, 12, 15, 28, 119, 121, 26, 42])),  # the original's, MTU, NTP
     ]
+
+
+@pytest.mark.parametrize(("mtu", "ntp"), [(a, b) for a in (True, False) for b in (True, False)])
+def test_ignored_options_are_not_requested(mtu: bool, ntp: bool) -> None:
+    """ "ignore mtu"/"ignore ntp" take 26/42 out of the request list; 108 stays last."""
+    req = Request(defs.DHCPREQUEST, 1, CLIENT_MAC, ask_mtu=mtu, ask_ntp=ntp, prefer_ipv6=True)
+    want = [*defs.REQUEST_LIST, *([26] if mtu else []), *([42] if ntp else []), 108]
+    assert dict(options_of(build_bootp(req)))[55] == bytes(want)
 
 
 def test_build_request_all_options() -> None:
@@ -616,7 +625,7 @@ def test_build_request_all_options() -> None:
         (12, b"client1"),
         (61, b"\xffabc"),
         (60, b"OpenBSD"),
-        (55, bytes([1, 3, 6, 12, 15, 28, 119, 121, 108])),
+        (55, bytes([1, 3, 6, 12, 15, 28, 119, 121, 26, 42, 108])),
         (50, YIADDR.packed),
         (54, SERVER.packed),
     ]
@@ -666,7 +675,8 @@ def test_build_then_parse_as_reply() -> None:
     msg = ok(F.as_reply(build_frame(req)), xid=99, our_mac=CLIENT_MAC)
     assert msg.message_type == defs.DHCPREQUEST and msg.server_identifier == SERVER
     assert (msg.host_name, msg.client_id, msg.chaddr) == ("h1", b"\x01" + CLIENT_MAC, CLIENT_MAC)
-    assert msg.unknown == ((60, b"vc"), (55, bytes(defs.REQUEST_LIST)), (50, YIADDR.packed))
+    prl = bytes(request_list(req))
+    assert msg.unknown == ((60, b"vc"), (55, prl), (50, YIADDR.packed))
     assert (msg.src_mac, msg.dst_mac, msg.ip_src) == (CLIENT_MAC, b"\xff" * 6, ZERO)
 
 
@@ -686,6 +696,8 @@ requests = st.builds(
     client_id=st.none() | st.binary(min_size=1, max_size=255),
     vendor_class_id=st.none() | st.binary(min_size=1, max_size=255),
     prefer_ipv6=st.booleans(),
+    ask_mtu=st.booleans(),
+    ask_ntp=st.booleans(),
 )
 
 
@@ -701,7 +713,8 @@ def test_round_trip(req: Request) -> None:
     assert msg.client_id == (b"\x01" + req.mac if req.client_id is None else req.client_id)
     unknown = dict(msg.unknown)
     assert unknown.get(60) == req.vendor_class_id
-    assert unknown[55] == bytes(defs.REQUEST_LIST) + (b"\x6c" if req.prefer_ipv6 else b"")
+    extra = [(26, req.ask_mtu), (42, req.ask_ntp), (108, req.prefer_ipv6)]
+    assert unknown[55] == bytes(defs.REQUEST_LIST) + bytes(c for c, on in extra if on)
     assert unknown.get(50) == (req.requested_ip.packed if req.requested_ip else None)
     assert msg.trailing_garbage == 0
 

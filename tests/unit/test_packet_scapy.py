@@ -229,7 +229,7 @@ def test_our_discover_in_scapy() -> None:
     ]
     assert opts["message-type"] == (1,)
     assert opts["client_id"] == (b"\x01" + CLIENT_MAC,)
-    assert list(opts["param_req_list"][0]) == list(defs.REQUEST_LIST)
+    assert list(opts["param_req_list"][0]) == [*defs.REQUEST_LIST, 26, 42]
 
 
 requests = st.builds(
@@ -246,6 +246,8 @@ requests = st.builds(
     vendor_class_id=st.none() | st.binary(min_size=1, max_size=255),
     prefer_ipv6=st.booleans(),
     rapid_commit=st.booleans(),
+    ask_mtu=st.booleans(),
+    ask_ntp=st.booleans(),
 )
 
 
@@ -268,7 +270,8 @@ def test_our_requests_in_scapy(req: Request) -> None:
     assert opts.get("hostname") == (None if req.host_name is None else (req.host_name,))
     vc = req.vendor_class_id
     assert opts.get("vendor_class_id") == (None if vc is None else (vc,))
-    prl = list(defs.REQUEST_LIST) + ([108] if req.prefer_ipv6 else [])
+    extra = [(26, req.ask_mtu), (42, req.ask_ntp), (108, req.prefer_ipv6)]
+    prl = list(defs.REQUEST_LIST) + [code for code, on in extra if on]
     assert list(opts["param_req_list"][0]) == prl
     rapid = req.rapid_commit and req.message_type == defs.DHCPDISCOVER  # RFC 4039: DISCOVER only
     assert opts.get("rapid_commit") == ((b"",) if rapid else None)

@@ -326,6 +326,9 @@ def test_every_option() -> None:
     assert option("arp probe") == IfaceConf("em0", arp_probe=True)
     assert IfaceConf("em0").arp_probe is False  # off, as the original has no probing
     assert IfaceConf("em0").rapid_commit is IfaceConf("em0").release_on_exit is False  # off
+    assert option("ignore mtu") == IfaceConf("em0", ignore_mtu=True)
+    assert option("ignore ntp") == IfaceConf("em0", ignore_ntp=True)
+    assert IfaceConf("em0").ignore_mtu is IfaceConf("em0").ignore_ntp is False  # both used
 
 
 def test_issue_15_options_are_keywords() -> None:
@@ -338,6 +341,15 @@ def test_issue_15_options_are_keywords() -> None:
     assert errors("on = 'eth0'\n") == ["t.conf:1: syntax error"]  # nor a macro name
     assert errors("interface arp { arp probe }\n") == ["t.conf:1: syntax error"]
     assert one("interface 'arp' { arp probe }") == IfaceConf("arp", arp_probe=True)
+
+
+def test_mtu_and_ntp_are_keywords() -> None:
+    """ "ignore mtu" is not "ignore" a server named mtu; as names they need quotes."""
+    for line in ("ignore mtu 1400", "ignore ntp 192.0.2.1", "mtu", "ntp", "ignore mtu ntp"):
+        assert errors(f"interface em0 {{\n\t{line}\n}}\n") == ["t.conf:2: syntax error"]
+    assert errors("interface ntp { ignore dns }\n") == ["t.conf:1: syntax error"]
+    assert one("interface 'mtu' { ignore ntp }") == IfaceConf("mtu", ignore_ntp=True)
+    assert errors("interface em0 { ignore 'mtu' }\n") == ["t.conf:1: Invalid server IP mtu"]
 
 
 def test_incomplete_options() -> None:
@@ -611,6 +623,7 @@ def test_shipped_example_is_empty_but_valid_when_uncommented() -> None:
     assert eth0.ignore_routes
     assert eth0.ignore_servers == (A("192.0.2.66"),)
     assert eth0.prefer_ipv6
+    assert eth0.ignore_mtu and eth0.ignore_ntp
 
 
 def test_full_fixture() -> None:
@@ -622,7 +635,9 @@ def test_full_fixture() -> None:
         "wlan0",
         "ignore",
         "br-lan.100",
+        "wwan0",
     ]
+    assert conf.ifaces[6] == IfaceConf("wwan0", ignore_mtu=True, ignore_ntp=True)
     enp = conf.ifaces[1]
     assert enp.vc_id == b"OpenBSD 7.6\n"
     assert enp.ignore_servers == (A("192.0.2.66"), A("198.51.100.1"), A("203.0.113.7"))

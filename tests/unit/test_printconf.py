@@ -210,6 +210,8 @@ def _ifaces(draw: st.DrawFn, name: str) -> IfaceConf:
         rapid_commit=draw(st.booleans()),
         release_on_exit=draw(st.booleans()),
         arp_probe=draw(st.booleans()),
+        ignore_mtu=draw(st.booleans()),
+        ignore_ntp=draw(st.booleans()),
     )
 
 

@@ -345,6 +345,11 @@ def test_resolved_commands(tmp_path: Path) -> None:
     ],
 )
 def test_requests_the_helper_refuses(req: Request) -> None:
+    refused_both_ways(req)
+
+
+def refused_both_ways(req: Request) -> None:
+    """The parent cannot pack it, and the helper refuses its bytes packed by hand."""
     with pytest.raises(ValueError):
         req.pack()
     raw = dnshelper._REQUEST.pack(req.op, req.ifname.encode(), len(req.nameservers))

@@ -29,16 +29,12 @@ from dhcpleased.fsm import (
 )
 from dhcpleased.packet import DhcpMessage
 from tests.unit import test_fsm, test_fsm_table
-from tests.unit.test_fsm import T0, make, msg, to_bound, to_rebooting
+from tests.unit.test_fsm import T0, acts, make, msg, to_bound, to_rebooting
 from tests.unit.test_fsm_table import EXPECTED, SETUP, fire
 
 A = IPv4Address
 NTP = (A("192.0.2.123"), A("192.0.2.124"))
 MTU_NTP = (SetMtu, RestoreMtu, ProposeNtp, WithdrawNtp)
-
-
-def acts(out: list[Action]) -> list[Action]:
-    return [a for a in out if not isinstance(a, Log)]
 
 
 def bound(config: FsmConfig | None = None, **ack: Any) -> Fsm:

@@ -125,8 +125,13 @@ PACKET_OTHERHOST: Final = 3
 PACKET_OUTGOING: Final = 4
 
 
-def foreign_drop(if_index: int) -> tuple[Insn, ...]:
-    """Prefix that drops frames not really received on if_index.
+_ACCEPT, _DROP = "accept", "drop"
+Step = tuple[int, int, int | str, int | str]  # (opcode, k, jt, jf); jumps 0 or a label
+
+
+def _arrival(if_index: int, *, outgoing: bool = False) -> tuple[Step, ...]:
+    """Steps that drop frames not really received on if_index (and, with ``outgoing``,
+    the host's own frames).
 
     Linux strips an 802.1Q tag into skb metadata before a packet socket bound to one
     protocol sees the frame, so a DHCP reply for a VLAN on top of this interface looks
@@ -134,39 +139,47 @@ def foreign_drop(if_index: int) -> tuple[Insn, ...]:
     arrives with skb->dev = that device (ifindex differs); without one the kernel marks
     it PACKET_OTHERHOST (and a tag still present at filter time is checked too).
     """
-    last = 6 + len(DHCP_FILTER) - 1  # index of the final "ret 0"
-
-    def to_drop(at: int) -> int:  # jumps are relative to the next instruction
-        return last - (at + 1)
-
+    ld, jeq = BPF_LD | BPF_W | BPF_ABS, BPF_JMP | BPF_JEQ | BPF_K
     return (
-        _stmt(BPF_LD | BPF_W | BPF_ABS, SKF_AD_OFF + SKF_AD_IFINDEX),
-        _jump(BPF_JMP | BPF_JEQ | BPF_K, if_index, 0, to_drop(1)),
-        _stmt(BPF_LD | BPF_W | BPF_ABS, SKF_AD_OFF + SKF_AD_PKTTYPE),
-        _jump(BPF_JMP | BPF_JEQ | BPF_K, PACKET_OTHERHOST, to_drop(3), 0),
-        _stmt(BPF_LD | BPF_W | BPF_ABS, SKF_AD_OFF + SKF_AD_VLAN_TAG_PRESENT),
-        _jump(BPF_JMP | BPF_JEQ | BPF_K, 0, 0, to_drop(5)),
+        (ld, SKF_AD_OFF + SKF_AD_IFINDEX, 0, 0),
+        (jeq, if_index, 0, _DROP),
+        (ld, SKF_AD_OFF + SKF_AD_PKTTYPE, 0, 0),
+        (jeq, PACKET_OTHERHOST, _DROP, 0),
+        *(((jeq, PACKET_OUTGOING, _DROP, 0),) if outgoing else ()),
+        (ld, SKF_AD_OFF + SKF_AD_VLAN_TAG_PRESENT, 0, 0),
+        (jeq, 0, 0, _DROP),
     )
 
 
-DROP_ALL: Final[tuple[Insn, ...]] = (_stmt(BPF_RET | BPF_K, 0),)
-_ACCEPT, _DROP = "accept", "drop"
-
-
-def _assemble(code: tuple[tuple[int, int, int | str, int | str], ...]) -> tuple[Insn, ...]:
-    """(opcode, k, jt, jf) with jumps 0 (next) or to "accept"/"drop", which end it."""
-    at = {_ACCEPT: len(code), _DROP: len(code) + 1}
+def _resolve(code: tuple[Step, ...], at: dict[str, int]) -> list[Insn]:
+    """The steps as instructions, each label's jump aimed at its index in ``at``."""
     out: list[Insn] = []
     for i, (op, k, jt, jf) in enumerate(code):
         t, f = (j if isinstance(j, int) else at[j] - (i + 1) for j in (jt, jf))
         out.append(_jump(op, k, t, f))
+    return out
+
+
+def foreign_drop(if_index: int) -> tuple[Insn, ...]:
+    """:func:`_arrival`'s checks as a prefix of :data:`DHCP_FILTER`, dropping at its
+    final "ret 0"."""
+    steps = _arrival(if_index)
+    return tuple(_resolve(steps, {_DROP: len(steps) + len(DHCP_FILTER) - 1}))
+
+
+DROP_ALL: Final[tuple[Insn, ...]] = (_stmt(BPF_RET | BPF_K, 0),)
+
+
+def _assemble(code: tuple[Step, ...]) -> tuple[Insn, ...]:
+    """The steps, then "accept" and "drop", which end the program."""
+    out = _resolve(code, {_ACCEPT: len(code), _DROP: len(code) + 1})
     return (*out, _stmt(BPF_RET | BPF_K, 0xFFFFFFFF), _stmt(BPF_RET | BPF_K, 0))
 
 
 def arp_filter(if_index: int, address: IPv4Address) -> tuple[Insn, ...]:
     """ARP about ``address`` that arrived on ``if_index`` from another host, nothing else.
 
-    Arrival checks as :func:`foreign_drop`'s, plus PACKET_OUTGOING: the host's own ARP
+    Arrival checks as :func:`_arrival`'s, with PACKET_OUTGOING: the host's own ARP
     (the kernel's, the parent's probes and announcements) must never look like another
     host claiming the address (a socket bound to a protocol is not shown outgoing frames
     today; this and the ethertype test hold should that change).  Then Ethernet/IPv4 ARP
@@ -178,17 +191,11 @@ def arp_filter(if_index: int, address: IPv4Address) -> tuple[Insn, ...]:
     w, h = BPF_W, BPF_H
     return _assemble(
         (
-            (ld | w, SKF_AD_OFF + SKF_AD_IFINDEX, 0, 0),
-            (jeq, if_index, 0, _DROP),
-            (ld | w, SKF_AD_OFF + SKF_AD_PKTTYPE, 0, 0),
-            (jeq, PACKET_OTHERHOST, _DROP, 0),
-            (jeq, PACKET_OUTGOING, _DROP, 0),
-            (ld | w, SKF_AD_OFF + SKF_AD_VLAN_TAG_PRESENT, 0, 0),
-            (jeq, 0, 0, _DROP),
+            *_arrival(if_index, outgoing=True),
             (ld | h, 12, 0, 0),  # ethertype
             (jeq, defs.ETH_P_ARP, 0, _DROP),
             (ld | w, 14, 0, 0),  # hardware type, protocol type
-            (jeq, 1 << 16 | defs.ETH_P_IP, 0, _DROP),
+            (jeq, defs.ARPHRD_ETHER << 16 | defs.ETH_P_IP, 0, _DROP),
             (ld | h, 18, 0, 0),  # address lengths
             (jeq, defs.ETH_ALEN << 8 | 4, 0, _DROP),
             (ld | w, 28, 0, 0),  # sender IP
@@ -290,13 +297,6 @@ def hw_address(sock: socket.socket) -> bytes:
     return bytes(name[4]) if isinstance(name, tuple) and len(name) >= 5 else b""
 
 
-def send_arp(sock: socket.socket, frame: bytes) -> None:
-    """One ARP frame out of :func:`open_arp_sender`'s socket; OSError on failure."""
-    sent = sock.send(frame)
-    if sent != len(frame):
-        raise OSError(errno.EMSGSIZE, f"short send: {sent} of {len(frame)}")
-
-
 def receive_only(sock: socket.socket) -> bool:
     """Is this packet socket bound to no interface (and so unable to send)?  For
     ``dhcpleasectl -p``: getsockname names the bound interface, "" for none."""
@@ -361,6 +361,9 @@ def send_dhcp(sock: socket.socket, payload: bytes) -> None:
     sent = sock.send(payload)
     if sent != len(payload):
         raise OSError(errno.EMSGSIZE, f"short send: {sent} of {len(payload)}")
+
+
+send_arp = send_dhcp  # one ARP frame out of open_arp_sender's socket, whole or OSError
 
 
 def _udp_sendonly(if_index: int) -> socket.socket:

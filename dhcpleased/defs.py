@@ -116,6 +116,7 @@ MAX_MTU: Final = 0xFFFF  # option 26 is 16 bits; the device's own maximum is the
 RTPROT_DHCP: Final = 16  # routes are tagged "proto dhcp"
 ETH_P_IP: Final = 0x0800
 ETH_P_ARP: Final = 0x0806
+ARPHRD_ETHER: Final = 1  # hardware type: Ethernet (ARP, link messages)
 ETH_ALEN: Final = 6
 # PACKET_AUXDATA tp_status bits carried in imsg_dhcp.csumflags
 TP_STATUS_CSUMNOTREADY: Final = 0x08

@@ -38,7 +38,6 @@ from dhcpleased.imsg import ImsgError, ImsgType, type_name
 from dhcpleased.ipc import Channel, Imsg
 from dhcpleased.log import log, log_setverbose
 
-ARPHRD_ETHER = 1
 FRAMES_PER_WAKEUP = 64  # bound the work one readable socket can cause before others run
 ENGINE_HIGH_WATER = 64  # frames queued towards the engine before the packet sockets pause
 ENGINE_LOW_WATER = 16  # ... and resume: well below the high mark, so a pause is worth it
@@ -415,7 +414,7 @@ class Frontend(ChildProcess):
         usable = (
             not ev.deleted
             and ev.if_name in self.conf
-            and ev.arphrd == ARPHRD_ETHER
+            and ev.arphrd == defs.ARPHRD_ETHER
             and len(ev.hw_address) == defs.ETH_ALEN
         )
         if not usable:

@@ -97,7 +97,6 @@ __all__ = [
 SOL_NETLINK: Final = 270
 NETLINK_EXT_ACK: Final = 11  # the kernel's reason in the error (not NETLINK_CAP_ACK:
 NETLINK_GET_STRICT_CHK: Final = 12  # pyroute2 finds that reason past the echoed request)
-ARPHRD_ETHER: Final = 1
 RECV_SIZE: Final = 65536  # the kernel never builds a netlink datagram larger than 32 KiB
 MAX_DUMP: Final = 4096  # messages: one interface's addresses are a handful
 _MAX_READS: Final = 64  # datagrams per readable event: the loop always gets a turn
@@ -191,7 +190,7 @@ def link_event(msg: Any) -> LinkEvent | None:
     if isinstance(name, bytes):
         name = name.decode("utf-8", "replace")
     hw = b""
-    if arphrd == ARPHRD_ETHER:
+    if arphrd == defs.ARPHRD_ETHER:
         mac = msg.get_attr("IFLA_ADDRESS")
         if isinstance(mac, str):
             try:

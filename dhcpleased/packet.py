@@ -543,7 +543,6 @@ def _domain_search(data: bytes) -> tuple[str, ...]:
 # --- ARP (RFC 826, as RFC 5227 uses it) ---------------------------------------------------
 _ARP = struct.Struct("!HHBBH6s4s6s4s")  # htype, ptype, hlen, plen, op, sha, spa, tha, tpa
 ARP_FRAME_LEN = ETH_HLEN + _ARP.size  # 42; a NIC pads it to 60 on the wire
-ARPHRD_ETHER = 1
 ARPOP_REQUEST = 1
 ARPOP_REPLY = 2
 
@@ -573,7 +572,7 @@ def parse_arp(frame: bytes) -> ArpPacket | Rejection:
     if ethertype != defs.ETH_P_ARP:
         return Rejection(f"not ARP: ethertype 0x{ethertype:04x}")
     htype, ptype, hlen, plen, op, sha, spa, tha, tpa = _ARP.unpack_from(frame, ETH_HLEN)
-    if (htype, ptype, hlen, plen) != (ARPHRD_ETHER, defs.ETH_P_IP, defs.ETH_ALEN, 4):
+    if (htype, ptype, hlen, plen) != (defs.ARPHRD_ETHER, defs.ETH_P_IP, defs.ETH_ALEN, 4):
         return Rejection(f"not Ethernet/IPv4 ARP: {htype}/0x{ptype:04x}/{hlen}/{plen}")
     if op not in (ARPOP_REQUEST, ARPOP_REPLY):
         return Rejection(f"ARP operation {op}")
@@ -587,7 +586,7 @@ def arp_frame(
     if not len(sha) == len(tha) == len(dst) == defs.ETH_ALEN:
         raise ValueError("ARP hardware addresses must be 6 bytes")
     arp = _ARP.pack(
-        ARPHRD_ETHER, defs.ETH_P_IP, defs.ETH_ALEN, 4, op, sha, spa.packed, tha, tpa.packed
+        defs.ARPHRD_ETHER, defs.ETH_P_IP, defs.ETH_ALEN, 4, op, sha, spa.packed, tha, tpa.packed
     )
     return _ETH.pack(dst, sha, defs.ETH_P_ARP) + arp
 

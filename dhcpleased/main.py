@@ -424,9 +424,9 @@ class Main:
         self.loop = asyncio.get_running_loop()
         self.children: dict[str, Child] = {}
         self.ifnames: dict[int, str] = {}  # if_index -> name, learned from the frontend
-        self.udp_held: set[int] = set()
         self.udp_absorb: dict[int, socket.socket] = {}  # if_index -> unconnected addr:68
-        self.udp_servers: dict[int, IPv4Address] = {}  # if_index -> renewal socket's server
+        # if_index -> the server of the renewal socket the frontend holds (none: no entry)
+        self.udp_servers: dict[int, IPv4Address] = {}
         self.configured: dict[int, IPv4Address] = {}  # if_index -> the address we put there
         self.done: asyncio.Future[int] = self.loop.create_future()
         self.stopping = False
@@ -928,11 +928,7 @@ class Main:
 
     async def update_if(self, info: imsg.IfInfo) -> None:
         """Check the frontend's word against the kernel, add the lease text, tell the engine."""
-        try:
-            kernel_index = socket.if_nametoindex(info.if_name)
-        except OSError:
-            kernel_index = 0
-        if kernel_index != info.if_index:
+        if _if_index(info.if_name) != info.if_index:
             log.debug("%s: index %d is stale, ignoring update", info.if_name, info.if_index)
             return
         self.ifnames[info.if_index] = info.if_name
@@ -982,7 +978,6 @@ class Main:
                     imsg.UdpSock(ci.if_index, ci.server).pack(),
                     fd=udp.detach(),
                 )
-                self.udp_held.add(ci.if_index)
                 self.udp_servers[ci.if_index] = ci.server
         except OSError as e:
             log.warning("%s: cannot bind %s:%d: %s", name, ci.addr, defs.CLIENT_PORT, e.strerror)
@@ -992,12 +987,10 @@ class Main:
         absorb = self.udp_absorb.pop(if_index, None)
         if absorb is not None:
             absorb.close()
-        if if_index in self.udp_held:
+        if self.udp_servers.pop(if_index, None) is not None:  # the frontend holds one
             self.children["frontend"].channel.compose(
                 ImsgType.CLOSE_UDPSOCK, imsg.IfIndex(if_index).pack()
             )
-            self.udp_held.discard(if_index)
-        self.udp_servers.pop(if_index, None)
 
     async def deconfigure(self, name: str, ci: imsg.ConfigureInterface) -> None:
         log.info("deleting %s from %s (lease from %s)", ci.addr, name, ci.server)

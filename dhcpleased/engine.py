@@ -446,10 +446,12 @@ class Engine(ChildProcess):
                 self.main.compose(ImsgType.SET_MTU, imsg.IfMtu(iface.if_index, a.mtu).pack())
             elif isinstance(a, fsm.RestoreMtu):
                 self.main.compose(ImsgType.RESTORE_MTU, imsg.IfIndex(iface.if_index).pack())
-            elif isinstance(a, fsm.ProposeNtp | fsm.WithdrawNtp):
-                servers = a.servers if isinstance(a, fsm.ProposeNtp) else ()
-                kind = ImsgType.PROPOSE_NTP if servers else ImsgType.WITHDRAW_NTP
-                self.main.compose(kind, imsg.NtpServers(iface.if_index, servers).pack())
+            elif isinstance(a, fsm.ProposeNtp):
+                ntp = imsg.NtpServers(iface.if_index, a.servers)
+                self.main.compose(ImsgType.PROPOSE_NTP, ntp.pack())
+            elif isinstance(a, fsm.WithdrawNtp):
+                ntp = imsg.NtpServers(iface.if_index, ())
+                self.main.compose(ImsgType.WITHDRAW_NTP, ntp.pack())
         self.announce(iface, reason, force=conflict)
         if iface.machine.deadline != iface.deadline:  # else the earliest one is unchanged
             self.rearm()

@@ -768,10 +768,7 @@ class Fsm:
         ns = () if self._config.ignore_dns else msg.dns
         if _ZERO in ns:  # the original's list ends at the first 0.0.0.0
             ns = ns[: ns.index(_ZERO)]
-        if not all(self._usable(a) for a in ns):
-            self._log(logging.WARNING, f"ignoring non-unicast nameservers from {src}")
-            ns = tuple(a for a in ns if self._usable(a))
-        self._nameservers = ns[: defs.MAX_RDNS_COUNT]
+        self._nameservers = self._unicast_only(ns, "nameservers", src)[: defs.MAX_RDNS_COUNT]
         self._take_mtu_ntp(msg, src)
         self._domain = msg.domain_name or ""
         self._search = msg.domain_search
@@ -922,10 +919,18 @@ class Fsm:
             mtu = 0
         self._mtu = mtu
         ntp = () if self._config.ignore_ntp else msg.ntp
-        if not all(self._usable(a) for a in ntp):
-            self._log(logging.WARNING, f"ignoring non-unicast NTP servers from {src}")
-            ntp = tuple(a for a in ntp if self._usable(a))
-        self._ntp = tuple(dict.fromkeys(ntp))[: defs.MAX_NTP_COUNT]
+        self._ntp = tuple(dict.fromkeys(self._unicast_only(ntp, "NTP servers", src)))[
+            : defs.MAX_NTP_COUNT
+        ]
+
+    def _unicast_only(
+        self, addrs: tuple[IPv4Address, ...], what: str, src: str
+    ) -> tuple[IPv4Address, ...]:
+        """The usable addresses of a server list, with a warning when some are not."""
+        if all(self._usable(a) for a in addrs):
+            return addrs
+        self._log(logging.WARNING, f"ignoring non-unicast {what} from {src}")
+        return tuple(a for a in addrs if self._usable(a))
 
     def _clear_lease(self) -> None:
         self._requested_ip = _ZERO
@@ -1010,8 +1015,7 @@ class Fsm:
                 lease_time=max(self._lease_time - int(self._now - self._request_time), 1),
             )
         )
-        if not renewal or new != old:
-            self._applied = new
+        self._applied = new  # equal to the old one when not changed
         proposal = self._proposal()
         if proposal is not None and (not renewal or proposal != self._proposed):
             self._out.append(proposal)

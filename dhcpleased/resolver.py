@@ -127,11 +127,6 @@ def _names(p: Proposal) -> list[str]:
     return names
 
 
-def render_fragment(p: Proposal) -> str:
-    """One interface's resolv.conf text (what resolvconf -a reads)."""
-    return dnshelper.render_fragment(p.nameservers, tuple(_names(p)))
-
-
 def render_merged(proposals: Sequence[Proposal], options: Sequence[str] = ()) -> str:
     """The whole resolv.conf for the file mode, proposals in first-come order."""
     servers: dict[IPv4Address, None] = {}
@@ -139,12 +134,8 @@ def render_merged(proposals: Sequence[Proposal], options: Sequence[str] = ()) ->
     for p in proposals:
         servers.update(dict.fromkeys(p.nameservers))
         domains.update(dict.fromkeys(_names(p)))
-    lines = [HEADER]
-    if domains:
-        lines.append("search " + " ".join(domains) + "\n")
-    lines.extend(f"nameserver {ns}\n" for ns in list(servers)[:MAXNS])
-    lines.extend(f"{o}\n" for o in options)
-    return "".join(lines)
+    text = dnshelper.render_fragment(tuple(servers)[:MAXNS], tuple(domains))
+    return text + "".join(f"{o}\n" for o in options)
 
 
 def detect_mode(path: str, resolved_socket: str = RESOLVED_SOCKET) -> str:

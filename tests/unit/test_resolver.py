@@ -461,5 +461,4 @@ def test_detect_mode(tmp_path: Path) -> None:
 
 
 def test_render_fragment_without_domains() -> None:
-    p = resolver.Proposal((A("198.18.0.1"),), "", ())
-    assert resolver.render_fragment(p) == HEADER + "nameserver 198.18.0.1\n"
+    assert dnshelper.render_fragment((A("198.18.0.1"),), ()) == HEADER + "nameserver 198.18.0.1\n"

@@ -224,10 +224,7 @@ def drop_child_privileges(user: str = defs.DHCPLEASED_USER) -> bool:
 
 def child_landlock(abi: int) -> None:
     """unveil("/", ""): no file, no TCP, no signal or abstract socket out of our domain."""
-    try:
-        landlock.Ruleset(abi).restrict()
-    except OSError as e:
-        raise SandboxError(f"Landlock: {e.strerror or e}") from None
+    _landlock(abi, ())
 
 
 def child_seccomp(role: str, program: bytes | None = None, *, trap: bool = False) -> None:
@@ -355,9 +352,25 @@ def parent_rules(
     return rules
 
 
-def _restrict(ruleset: landlock.Ruleset, rules: Iterable[tuple[str, int]]) -> None:
-    """Add the rules whose path exists, then enforce; SandboxError if the kernel refuses."""
+def _keep_caps(keep: Iterable[int]) -> None:
+    """Drop every capability but ``keep``; SandboxError if the kernel refuses."""
     try:
+        caps.keep_only(keep)
+    except OSError as e:
+        raise SandboxError(f"capabilities: {e.strerror or e}") from None
+
+
+def _landlock(
+    abi: int,
+    rules: Iterable[tuple[str, int]],
+    *,
+    scope_signal: bool = True,
+    scope_abstract: bool = True,
+) -> None:
+    """A ruleset with the rules whose path exists, enforced; SandboxError if the kernel
+    refuses."""
+    try:
+        ruleset = landlock.Ruleset(abi, scope_signal=scope_signal, scope_abstract=scope_abstract)
         try:
             for path, rights in rules:
                 if os.path.exists(path):
@@ -408,20 +421,14 @@ def enter_parent(
         policy = {**policy, "sigaltstack": ()}
     program = seccomp.build("main", trap=trap, policy=policy)
     warm_up()
-    try:
-        caps.keep_only(PARENT_CAPS)
-    except OSError as e:
-        raise SandboxError(f"capabilities: {e.strerror or e}") from None
+    _keep_caps(PARENT_CAPS)
     _prctl(PR_SET_NO_NEW_PRIVS, 1)
     if abi:
         # Signals stay unscoped: the children are outside this domain and a straggler
         # must still be killable.  Abstract sockets too if sd_notify needs one.
         abstract = not os.environ.get("NOTIFY_SOCKET", "").startswith("@")
-        try:
-            ruleset = landlock.Ruleset(abi, scope_signal=False, scope_abstract=abstract)
-        except OSError as e:
-            raise SandboxError(f"Landlock: {e.strerror or e}") from None
-        _restrict(ruleset, parent_rules(conffile, dns_files, dns_dirs))
+        rules = parent_rules(conffile, dns_files, dns_dirs)
+        _landlock(abi, rules, scope_signal=False, scope_abstract=abstract)
     if has_seccomp:
         child_seccomp("main", program, trap=trap)
     STATUS = SandboxStatus("main", abi, abi > 0, has_seccomp, trap and has_seccomp)
@@ -479,15 +486,8 @@ def enter_dns_helper(
         raise SandboxError("a thread exists before the sandbox")
     abi = landlock.abi_version()
     if os.geteuid() == 0:
-        try:
-            caps.keep_only(keep)
-        except OSError as e:
-            raise SandboxError(f"capabilities: {e.strerror or e}") from None
+        _keep_caps(keep)
     _prctl(PR_SET_NO_NEW_PRIVS, 1)
     if abi:
-        try:
-            ruleset = landlock.Ruleset(abi, scope_signal=False)
-        except OSError as e:
-            raise SandboxError(f"Landlock: {e.strerror or e}") from None
-        _restrict(ruleset, dns_helper_rules(mode, resolv_conf, ntp))
+        _landlock(abi, dns_helper_rules(mode, resolv_conf, ntp), scope_signal=False)
     STATUS = replace(STATUS, role="dns", landlock_abi=abi, landlock_applied=abi > 0)

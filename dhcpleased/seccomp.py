@@ -164,6 +164,7 @@ AT_EMPTY_PATH: Final = 0x1000
 FIONBIO: Final = 0x5421
 FIOCLEX: Final = 0x5451
 TCGETS: Final = 0x5401
+STDIO_IOCTLS: Final = (FIONBIO, FIOCLEX, TCGETS)  # setblocking, set_inheritable, isatty
 SIOCGIFNAME: Final = 0x8910
 F_GETFD, F_SETFD, F_GETFL, F_SETFL = 1, 2, 3, 4
 SOL_SOCKET: Final = 1
@@ -187,7 +188,7 @@ STDIO: Final[dict[str, Rule]] = {
     # signals: loop.close() and interpreter finalisation restore handlers
     "rt_sigreturn": (), "rt_sigaction": (), "rt_sigprocmask": (), "restart_syscall": (),
     # setblocking(), set_inheritable(), isatty() in open(fd)
-    "ioctl": (ArgIn(1, (FIONBIO, FIOCLEX, TCGETS)),),
+    "ioctl": (ArgIn(1, STDIO_IOCTLS),),
     "fcntl": (ArgIn(1, (F_GETFD, F_SETFD, F_GETFL, F_SETFL)),),
     # socket.socket(fileno=) validates with getsockname
     "getsockname": (),
@@ -229,7 +230,7 @@ FRONTEND: Final[dict[str, Rule | AnyOf]] = {
     "sendto": null(4),
     "sendmsg": (ArgIn(0, (PARENT_CHANNEL_FD,)),),
     # recvmsg() on a packet socket names the interface: CPython asks SIOCGIFNAME
-    "ioctl": (ArgIn(1, (FIONBIO, FIOCLEX, TCGETS, SIOCGIFNAME)),),
+    "ioctl": (ArgIn(1, (*STDIO_IOCTLS, SIOCGIFNAME)),),
     "accept4": (),
     # The host name goes into every DISCOVER/REQUEST as the original's build_packet reads
     # it, at each packet: gethostname() is uname(2). It copies out the names of the
@@ -259,7 +260,7 @@ FRONTEND: Final[dict[str, Rule | AnyOf]] = {
 # memfd_create, ptrace, process_vm_*, mount, bpf, init_module, kexec_*, setns, unshare,
 # keyctl, kill, prctl, chmod (even fchmod: it could make a file it can merely read
 # world-writable), chown, link, mknod, socketpair, accept.
-AF_UNIX, AF_INET, AF_NETLINK, AF_PACKET = 1, 2, 16, 17
+AF_UNIX, AF_INET, AF_PACKET = 1, 2, 17
 SOCK_DGRAM, SOCK_RAW, SOCK_TYPE_MASK = 2, 3, 0xF
 SOCK_CLOEXEC: Final = 0o2000000
 EAFNOSUPPORT: Final = 97
@@ -323,7 +324,7 @@ def parent_policy(channels: tuple[int, ...] = (), datagrams: tuple[int, ...] = (
         "sendmsg": (ArgIn(0, channels or (PARENT_CHANNEL_FD,)),),
         "connect": (ArgIn(0, datagrams, negate=True),) if datagrams else (),
         # if_nametoindex/if_indextoname: SIOCGIFINDEX/SIOCGIFNAME, read only
-        "ioctl": (ArgIn(1, (FIONBIO, FIOCLEX, TCGETS, SIOCGIFINDEX, SIOCGIFNAME)),),
+        "ioctl": (ArgIn(1, (*STDIO_IOCTLS, SIOCGIFINDEX, SIOCGIFNAME)),),
         "socket": AnyOf(
             tuple(
                 (ArgIn(0, (f,)), ArgIn(1, (t,), mask=SOCK_TYPE_MASK), ArgIn(2, (p,)))

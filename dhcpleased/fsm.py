@@ -828,6 +828,7 @@ class Fsm:
         applied = self._applied
         if applied is not None:
             self._withdraw_rdns()
+            self._withdraw_ntp(stale=applied.stale)  # as _drop_lease: _applied is None after
             self._out.append(Deconfigure(applied.address, applied.mask, applied.routes))
             self._applied = None
 

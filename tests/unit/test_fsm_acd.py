@@ -22,6 +22,7 @@ from dhcpleased.fsm import (
     SendDiscover,
     SendRequest,
     State,
+    WithdrawNtp,
     WithdrawRdns,
 )
 from dhcpleased.packet import ARPOP_REPLY, ARPOP_REQUEST, ArpPacket
@@ -239,7 +240,8 @@ def test_rebooting_probes_and_gives_a_held_address_up_at_a_conflict() -> None:
     assert f.acd.watching(ADDR)
     now, _ = step(f)
     out = acts(claim(f, now))
-    assert out == [WithdrawRdns(), Deconfigure(ADDR, ZERO, ())]  # at once (RFC 5227 2.4)
+    # at once (RFC 5227 2.4); NTP too: a previous run may have left the lease's servers
+    assert out == [WithdrawRdns(), WithdrawNtp(), Deconfigure(ADDR, ZERO, ())]
     assert f.state is State.REBOOTING
     out = ack(f, now + 0.01)  # INIT-REBOOT's answer names the server to decline to
     assert out == [Watch(ZERO), SendDecline(f.xid, ADDR, SERVER)]
@@ -294,6 +296,22 @@ def test_renewal_keeps_defending_without_a_new_probe() -> None:
     assert f.state is State.BOUND and [type(a) for a in out] == [Configure]
     claim(f, now + 1)  # still defended in Renewing's wake
     assert f.state is State.BOUND and f.acd.phase is Phase.DEFENDING
+
+
+def test_a_conflict_on_a_held_address_withdraws_its_ntp_servers_with_its_dns() -> None:
+    """Once the address is given up, no later step withdraws them: the ACK declines."""
+    f = to_requesting(make(ARP_ON))
+    ack(f, T0 + 0.2, ntp=(SERVER,))
+    probed(f)
+    step(f)
+    f.link_update(False, None, T0 + 50)
+    f.link_update(True, None, T0 + 60)
+    assert f.state is State.REBOOTING
+    now, _ = step(f)
+    out = acts(claim(f, now))
+    assert [type(a) for a in out] == [WithdrawRdns, WithdrawNtp, Deconfigure]
+    assert [type(a) for a in ack(f, now + 0.01)] == [Watch, SendDecline]  # no WithdrawNtp
+    assert f.state is State.DECLINED
 
 
 def test_a_conflict_while_renewing_gives_the_address_up() -> None:

@@ -206,7 +206,7 @@ def _with_mtu_ntp(cell: tuple[State, Event], kinds: tuple[type, ...]) -> list[ty
             out += [SetMtu, ProposeNtp]
         elif k is Configure and (state, event) == (State.PROBING, Event.RECONFIGURE):
             out += [SetMtu, ProposeNtp]  # "arp probe" turned off: the lease goes in place now
-    if state is State.REBOOTING and event in (Event.NAK, Event.REMOVE, Event.RELEASE):
+    if state is State.REBOOTING and event in (Event.NAK, Event.REMOVE, Event.RELEASE, Event.ARP):
         out.insert(out.index(WithdrawRdns) + 1, WithdrawNtp)  # stale, as without 26/42
     return out
 

@@ -232,7 +232,7 @@ EXPECTED: dict[tuple[State, Event], tuple[State, tuple[type, ...]]] = {
     # issue 15: address conflict detection (RFC 5227)
     **{(st, E.ARP): (st, ()) for st in (D, IN, V6, RING, REL, DEC)},  # nothing watched
     (Q, E.ARP): (Q, ()),  # a conflict: declined when the ACK comes
-    (RR, E.ARP): (RR, (WRdns, Deconf)),  # the held address goes at once
+    (RR, E.ARP): (RR, (WRdns, WNtp, Deconf)),  # the held address goes at once, its NTP too
     (B, E.ARP): (B, (Announce,)),  # the first conflict in use is defended
     (RN, E.ARP): (RN, (Announce,)),
     (RB, E.ARP): (RB, (Announce,)),

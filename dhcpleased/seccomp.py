@@ -260,7 +260,7 @@ FRONTEND: Final[dict[str, Rule | AnyOf]] = {
 # memfd_create, ptrace, process_vm_*, mount, bpf, init_module, kexec_*, setns, unshare,
 # keyctl, kill, prctl, chmod (even fchmod: it could make a file it can merely read
 # world-writable), chown, link, mknod, socketpair, accept.
-AF_UNIX, AF_INET, AF_PACKET = 1, 2, 17
+AF_UNIX, AF_INET, AF_NETLINK, AF_PACKET = 1, 2, 16, 17
 SOCK_DGRAM, SOCK_RAW, SOCK_TYPE_MASK = 2, 3, 0xF
 SOCK_CLOEXEC: Final = 0o2000000
 EAFNOSUPPORT: Final = 97

@@ -114,8 +114,9 @@ Additions the original does not have (issue 15):
   device's maximum is the parent's to check). NTP servers are proposed the way DNS is
   (`ProposeNtp`, unicast ones only, at most `defs.MAX_NTP_COUNT`) but, like the address
   and the MTU, kept through a link down: they are withdrawn (`WithdrawNtp`) when the
-  lease ends or "ignore ntp" is newly set.  A time daemon takes new servers only by a
-  restart (timesyncd), and a flapping link must not restart it twice a flap.
+  lease ends, when a conflict takes the address (with DNS), or when "ignore ntp" is
+  newly set.  A time daemon takes new servers only by a restart (timesyncd), and a
+  flapping link must not restart it twice a flap.
 """
 
 from __future__ import annotations
